@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install the Debian/Ubuntu packages needed to build and test
+# gemini-key-manager, if any are missing. Safe to run repeatedly.
+set -euo pipefail
+
+PKGS=(build-essential cmake pkg-config libevent-dev libcurl4-openssl-dev
+      libjansson-dev libcmocka-dev python3 curl ca-certificates tzdata)
+if [[ "${1:-}" == "--test" ]]; then
+  PKGS+=(clang nginx-light wrk)
+  # The OpenAI SDK test needs Node.js and npm; any installation will do.
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    PKGS+=(nodejs npm)
+  fi
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then
+  SUDO="sudo"
+fi
+echo "Installing: ${missing[*]}" >&2
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
