@@ -1,0 +1,324 @@
+/*
+ * app.c - the process-level timers: debounced state saving, the daily
+ * reset, and the graceful drain on SIGTERM/SIGINT.
+ *
+ * Concurrency model: everything runs on one event loop thread, so the key
+ * pool is only ever touched between callbacks and needs no locks. Saving is
+ * debounced: a 1 s (--save-interval) tick writes the usage file when the
+ * pool's generation changed, so a hard kill loses at most one interval of
+ * counts; a graceful stop always writes.
+ */
+#include "app.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "daytime.h"
+#include "keyfile.h"
+#include "keypool.h"
+#include "log.h"
+#include "server.h"
+#include "state.h"
+#include "upstream.h"
+#include "util.h"
+
+int gkm_app_state_load(struct gkm_app *app)
+{
+    time_t now = gkm_now();
+    gkm_daytime_day(now, app->day);
+    app->next_reset = gkm_daytime_next_reset(now);
+    size_t unknown = 0;
+    char aside[4096] = "", err[512] = "";
+    enum gkm_state_load_result r = gkm_state_load(
+        app->pool, app->cfg->usage_path, app->day,
+        (int64_t)app->next_reset * 1000, gkm_now_ms(), &unknown, aside,
+        sizeof(aside), err, sizeof(err));
+    switch (r) {
+    case GKM_STATE_LOADED:
+        gkm_info(app->log, "usage file %s loaded for %s%s%s",
+                 app->cfg->usage_path, app->day, err[0] ? ": " : "", err);
+        break;
+    case GKM_STATE_MISSING:
+        gkm_info(app->log, "usage file %s not found: starting fresh counts",
+                 app->cfg->usage_path);
+        break;
+    case GKM_STATE_OLD_DAY:
+        gkm_info(app->log,
+                 "usage file %s is from an earlier day: starting fresh "
+                 "counts for %s%s%s",
+                 app->cfg->usage_path, app->day, err[0] ? "; " : "", err);
+        break;
+    case GKM_STATE_CORRUPT:
+        gkm_error(app->log,
+                  "usage file %s is corrupt (%s): kept aside as %s, starting "
+                  "fresh",
+                  app->cfg->usage_path, err, aside);
+        break;
+    case GKM_STATE_ERROR:
+        gkm_error(app->log, "cannot read usage file %s: %s",
+                  app->cfg->usage_path, err);
+        return -1;
+    }
+    if (unknown > 0)
+        gkm_info(app->log,
+                 "usage file lists %zu key(s) that are not in the key file; "
+                 "their counts are dropped",
+                 unknown);
+    /* The loaded state is on disk already: nothing to write yet, unless
+     * it was another day's file (rewrite it with today's date). */
+    app->saved_gen = r == GKM_STATE_LOADED ? gkm_pool_generation(app->pool)
+                                           : (uint64_t)-1;
+    return 0;
+}
+
+int gkm_app_state_flush(struct gkm_app *app, int force)
+{
+    uint64_t gen = gkm_pool_generation(app->pool);
+    if (!force && gen == app->saved_gen)
+        return 0;
+    app->last_save_ms = gkm_mono_ms();
+    if (gkm_state_save(app->pool, app->cfg->usage_path, app->day,
+                       gkm_now_ms()) != 0) {
+        if (!app->save_failed)
+            gkm_error(app->log,
+                      "cannot write usage file %s: %s (will keep trying)",
+                      app->cfg->usage_path, strerror(errno));
+        app->save_failed = 1;
+        return -1;
+    }
+    if (app->save_failed)
+        gkm_info(app->log, "usage file %s written again",
+                 app->cfg->usage_path);
+    app->save_failed = 0;
+    app->saved_gen = gen;
+    return 0;
+}
+
+static void arm_reset_timer(struct gkm_app *app);
+
+/* A new quota day: zero the counters and write the file under the new
+ * date. Daily benches need no action: they expire at this very time. */
+static void check_day(struct gkm_app *app)
+{
+    time_t now = gkm_now();
+    char day[11];
+    gkm_daytime_day(now, day);
+    if (now < app->next_reset && strcmp(day, app->day) == 0)
+        return;
+    /* Write the finished day's last counts first, then start the new one. */
+    (void)gkm_app_state_flush(app, 0);
+    gkm_info(app->log, "quota day %s ended (midnight %s): usage counts reset "
+                       "for %s",
+             app->day, app->cfg->reset_tz, day);
+    memcpy(app->day, day, sizeof(app->day));
+    app->next_reset = gkm_daytime_next_reset(now);
+    gkm_pool_reset_counts(app->pool);
+    (void)gkm_app_state_flush(app, 1);
+    arm_reset_timer(app);
+}
+
+static void on_reset_timer(evutil_socket_t fd, short what, void *arg)
+{
+    check_day(arg);
+}
+
+static void arm_reset_timer(struct gkm_app *app)
+{
+    time_t now = gkm_now();
+    time_t d = app->next_reset > now ? app->next_reset - now : 0;
+    /* Fire a little after midnight so the day has surely changed; the
+     * tick re-checks every second anyway, covering clock jumps. */
+    struct timeval tv = {d, 50000};
+    evtimer_add(app->reset_timer, &tv);
+}
+
+static void maybe_exit(struct gkm_app *app);
+
+/* One reply on its way out. Ends by on_complete (written) or on_closed
+ * (connection gone first), whichever comes first; the other is disarmed. */
+struct reply_track {
+    struct gkm_app *app;
+};
+
+static void track_end(struct reply_track *t)
+{
+    struct gkm_app *app = t->app;
+    free(t);
+    if (app->flushing > 0)
+        app->flushing--;
+    if (app->draining)
+        maybe_exit(app);
+}
+
+static void on_reply_closed(struct evhttp_connection *evcon, void *arg)
+{
+    track_end(arg);
+}
+
+static void on_reply_complete(struct evhttp_request *req, void *arg)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (evcon)
+        evhttp_connection_set_closecb(evcon, NULL, NULL);
+    track_end(arg);
+}
+
+void gkm_app_track_reply(struct gkm_app *app, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (evcon == NULL)
+        return;
+    struct reply_track *t = gkm_xcalloc(1, sizeof(*t));
+    t->app = app;
+    app->flushing++;
+    evhttp_connection_set_closecb(evcon, on_reply_closed, t);
+    evhttp_request_set_on_complete_cb(req, on_reply_complete, t);
+}
+
+static void finish_drain(struct gkm_app *app)
+{
+    (void)gkm_app_state_flush(app, 1);
+    event_base_loopexit(app->base, NULL);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct gkm_app *app = arg;
+    check_day(app);
+    if (gkm_mono_ms() - app->last_save_ms >= (int64_t)app->cfg->save_interval_ms)
+        (void)gkm_app_state_flush(app, 0);
+    if (app->draining) {
+        if (gkm_now_ms() >= app->drain_deadline_ms) {
+            gkm_warn(app->log,
+                     "drain timeout: %u request(s) still in flight are cut",
+                     app->inflight + app->flushing);
+            finish_drain(app);
+        } else {
+            maybe_exit(app);
+        }
+    }
+}
+
+int gkm_app_timers_start(struct gkm_app *app)
+{
+    app->tick = event_new(app->base, -1, EV_PERSIST, on_tick, app);
+    app->reset_timer = evtimer_new(app->base, on_reset_timer, app);
+    if (app->tick == NULL || app->reset_timer == NULL)
+        return -1;
+    uint64_t ms = app->cfg->save_interval_ms;
+    if (ms > 1000)
+        ms = 1000; /* the tick also drives day checks and draining */
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    if (event_add(app->tick, &tv) != 0)
+        return -1;
+    arm_reset_timer(app);
+    return 0;
+}
+
+void gkm_app_timers_stop(struct gkm_app *app)
+{
+    if (app->tick)
+        event_free(app->tick);
+    if (app->reset_timer)
+        event_free(app->reset_timer);
+    app->tick = app->reset_timer = NULL;
+}
+
+void gkm_app_begin_drain(struct gkm_app *app, const char *why)
+{
+    if (app->draining) {
+        gkm_warn(app->log, "second %s: stopping now", why);
+        finish_drain(app);
+        return;
+    }
+    app->draining = 1;
+    app->drain_deadline_ms = gkm_now_ms() + (int64_t)app->cfg->drain_timeout_ms;
+    gkm_server_stop_accepting(app);
+    gkm_info(app->log, "%s: no longer accepting connections; %u request(s) "
+                       "in flight",
+             why, app->inflight);
+    maybe_exit(app);
+}
+
+static void maybe_exit(struct gkm_app *app)
+{
+    if (app->inflight == 0 && app->flushing == 0 && !app->exiting) {
+        app->exiting = 1;
+        finish_drain(app);
+    }
+}
+
+void gkm_app_request_done(struct gkm_app *app)
+{
+    if (app->inflight > 0)
+        app->inflight--;
+    if (app->draining)
+        maybe_exit(app);
+}
+
+struct forever_list {
+    size_t *idx;
+    char **model; /* NULL: key-wide */
+    size_t n, alloc;
+};
+
+static void collect_forever(void *arg, size_t idx, const char *model,
+                            int64_t until_ms, enum gkm_bench_reason r)
+{
+    struct forever_list *l = arg;
+    if (until_ms != GKM_FOREVER)
+        return;
+    if (l->n == l->alloc) {
+        l->alloc = l->alloc ? l->alloc * 2 : 16;
+        l->idx = gkm_xrealloc(l->idx, l->alloc * sizeof(*l->idx));
+        l->model = gkm_xrealloc(l->model, l->alloc * sizeof(*l->model));
+    }
+    l->idx[l->n] = idx;
+    l->model[l->n] = model ? gkm_xstrdup(model) : NULL;
+    l->n++;
+}
+
+void gkm_app_reload_keys(struct gkm_app *app)
+{
+    struct gkm_keyfile kf;
+    char err[512];
+    memset(&kf, 0, sizeof(kf));
+    if (gkm_keyfile_load(app->cfg->keys_path, &kf, err, sizeof(err)) != 0) {
+        gkm_error(app->log, "SIGHUP: %s; keeping the keys loaded", err);
+        return;
+    }
+    int same = kf.n == gkm_pool_size(app->pool);
+    for (size_t i = 0; same && i < kf.n; i++)
+        same = strcmp(kf.keys[i].secret, gkm_pool_secret(app->pool, i)) == 0;
+    if (!same) {
+        gkm_warn(app->log,
+                 "SIGHUP: %s now lists a different set of keys (%zu, was "
+                 "%zu); restart the proxy to use it",
+                 app->cfg->keys_path, kf.n, gkm_pool_size(app->pool));
+        gkm_keyfile_free(&kf);
+        return;
+    }
+    gkm_keyfile_free(&kf);
+    struct forever_list l;
+    memset(&l, 0, sizeof(l));
+    gkm_pool_foreach_bench(app->pool, gkm_now_ms(), collect_forever, &l);
+    for (size_t i = 0; i < l.n; i++) {
+        gkm_info(app->log, "SIGHUP: key %s back in rotation for %s",
+                 gkm_pool_mask(app->pool, l.idx[i]),
+                 l.model[i] ? (l.model[i][0] ? l.model[i] : "(no model)")
+                            : "every model");
+        gkm_pool_unbench(app->pool, l.idx[i], l.model[i]);
+        free(l.model[i]);
+    }
+    free(l.idx);
+    free(l.model);
+    gkm_policy_state_reset(app->pstate);
+    gkm_info(app->log, "SIGHUP: keys reloaded from %s (%zu key(s), %zu "
+                       "disabled bench(es) lifted)",
+             app->cfg->keys_path, gkm_pool_size(app->pool), l.n);
+    (void)gkm_app_state_flush(app, 1);
+}

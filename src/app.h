@@ -1,0 +1,87 @@
+/*
+ * app.h - the process context passed down to every event-loop module.
+ *
+ * There is no global state: main() builds one struct gkm_app and hands a
+ * pointer to the server, the proxy and the state keeper. It owns everything
+ * it points to.
+ */
+#ifndef GKM_APP_H
+#define GKM_APP_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "policy.h"
+
+struct event;
+struct event_base;
+struct evhttp;
+struct gkm_config;
+struct gkm_log;
+struct gkm_pool;
+struct gkm_upstream;
+struct gkm_oai_cache;
+struct json_t;
+
+struct gkm_app {
+    struct event_base *base;
+    const struct gkm_config *cfg;
+    struct gkm_log *log;
+    struct gkm_pool *pool;
+    struct gkm_upstream *up;
+    struct evhttp *http;
+    struct gkm_policy_opts policy;      /* from the config */
+    struct gkm_policy_state *pstate;    /* no-detail 429 escalation memory */
+
+    /* OpenAI surface (openai.c). */
+    struct gkm_oai_cache *oai_cache; /* /v1/models answer, briefly cached */
+    struct json_t *oai_safety;       /* default safetySettings or NULL */
+    struct json_t *oai_aliases;      /* model alias table or NULL */
+
+    /* Persistence and the quota day (app.c). */
+    char day[11];          /* current quota day, YYYY-MM-DD */
+    time_t next_reset;     /* when it ends */
+    uint64_t saved_gen;    /* pool generation last written */
+    int save_failed;       /* last save failed (logged once per streak) */
+    int64_t last_save_ms;  /* monotonic time of the last write attempt */
+    struct event *tick;    /* periodic: debounced save, day check, drain */
+    struct event *reset_timer;
+
+    /* Lifecycle. */
+    uint64_t next_request_id;
+    unsigned inflight;     /* client requests being handled */
+    unsigned flushing;     /* replies handed to evhttp, not yet written */
+    int draining;          /* SIGTERM/SIGINT received */
+    int exiting;           /* drain finished: leaving the loop */
+    int64_t drain_deadline_ms;
+    struct event *sig_term, *sig_int, *sig_hup;
+    int exit_code;
+};
+
+/* Load the usage file into app->pool and set the quota day. Logs what
+ * happened. Returns 0, or -1 when the file exists but cannot be read. */
+int gkm_app_state_load(struct gkm_app *app);
+/* Arm the tick and reset timers. Returns 0 or -1. */
+int gkm_app_timers_start(struct gkm_app *app);
+/* Write the usage file now if anything changed (force: even if not).
+ * Returns 0 or -1 (logged). */
+int gkm_app_state_flush(struct gkm_app *app, int force);
+/* Begin a graceful shutdown: stop accepting, let requests in flight end
+ * (bounded by --drain-timeout), flush state, leave the loop. */
+void gkm_app_begin_drain(struct gkm_app *app, const char *why);
+/* Call just before handing the final part of a reply to evhttp
+ * (evhttp_send_reply / evhttp_send_reply_end): the drain then waits until
+ * the client has it (or its connection is gone) before exiting. Replaces
+ * the connection's close callback. */
+struct evhttp_request;
+void gkm_app_track_reply(struct gkm_app *app, struct evhttp_request *req);
+/* SIGHUP: re-read the key file. When it lists the same keys, every bench
+ * that lasts "until the keys are reloaded" (invalid, suspended, leaked or
+ * denied keys, zero quotas) ends, so fixed keys come back without a
+ * restart; a changed key set is reported and needs a restart. */
+void gkm_app_reload_keys(struct gkm_app *app);
+/* Called by the proxy when a request finishes (inflight dropped). */
+void gkm_app_request_done(struct gkm_app *app);
+void gkm_app_timers_stop(struct gkm_app *app);
+
+#endif

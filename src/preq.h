@@ -1,0 +1,169 @@
+/*
+ * preq.h - one client request in flight, shared by the proxy core
+ * (proxy.c) and the API surfaces that use it (native.c: the Gemini API
+ * passed through; openai.c: the OpenAI API translated).
+ *
+ * The core owns the lifecycle: client watch, key choice, upstream
+ * attempts, failover and benching, redaction of everything sent, the
+ * request log line, and freeing. A surface (struct gkm_surface) decides
+ * what goes upstream (set before gkm_preq_start) and what a response
+ * becomes for its client: an upstream 2xx body is either STREAMed through
+ * the surface's chunk() as it arrives or COLLECTed whole for body(); an
+ * upstream error the core decided not to retry goes to upstream_error();
+ * the core's own errors (auth, no key, upstream unreachable) to error().
+ * Every surface reply ends the request: after calling a gkm_preq_reply*
+ * function or gkm_preq_stream_end the surface must not touch p again.
+ */
+#ifndef GKM_PREQ_H
+#define GKM_PREQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "keypool.h"
+
+struct event;
+struct evhttp_connection;
+struct evhttp_request;
+struct gkm_app;
+struct gkm_preq;
+struct gkm_redactor;
+struct gkm_xfer;
+
+enum gkm_relay {
+    GKM_RELAY_STREAM, /* chunk() per upstream slice, sent at once */
+    GKM_RELAY_COLLECT /* whole body (capped) to body() */
+};
+
+/* How the key is presented upstream. */
+enum gkm_cred {
+    GKM_CRED_GOOG_HEADER, /* x-goog-api-key: KEY (native surfaces) */
+    GKM_CRED_BEARER       /* Authorization: Bearer KEY (/v1beta/openai/) */
+};
+
+struct gkm_surface {
+    const char *name; /* for logs: "gemini", "openai" ... */
+    /* The core's own error (status 4xx/5xx, a Gemini-style status name
+     * such as "UNAVAILABLE", a message) in this API's error shape; must
+     * reply (gkm_preq_reply). retry_after_s > 0 asks for Retry-After. */
+    void (*error)(struct gkm_preq *p, int status, const char *gstatus,
+                  const char *msg, long retry_after_s);
+    /* A 2xx answer starts (clen: its Content-Length or -1). Return the
+     * relay mode. STREAM surfaces must call gkm_preq_stream_begin here. */
+    enum gkm_relay (*begin)(struct gkm_preq *p, long status, long long clen);
+    /* STREAM: turn upstream bytes into client bytes appended to out.
+     * Return 0, or -1 to abort the transfer. */
+    int (*chunk)(struct gkm_preq *p, const char *data, size_t n,
+                 struct gkm_buf *out);
+    /* STREAM end. ok: the upstream body was complete. Append any final
+     * bytes to out; return 1 to end the response cleanly, 0 to cut the
+     * connection so the client sees a truncated response. */
+    int (*end)(struct gkm_preq *p, int ok, struct gkm_buf *out);
+    /* COLLECT: the whole 2xx body; must reply. */
+    void (*body)(struct gkm_preq *p, long status, const char *data,
+                 size_t n);
+    /* A non-2xx upstream answer that goes to the client; must reply. */
+    void (*upstream_error)(struct gkm_preq *p, long status, const char *data,
+                           size_t n);
+    /* Free surface_state (may be NULL). */
+    void (*cleanup)(struct gkm_preq *p);
+};
+
+struct gkm_preq {
+    struct gkm_app *app;
+    const struct gkm_surface *surf;
+    void *surface_state;
+    struct evhttp_request *req; /* NULL once answered or the client left */
+    struct evhttp_connection *evcon;
+    struct event *watch;   /* EV_CLOSED on the client socket */
+    struct event *kill_ev; /* deferred close after a mid-stream break */
+    struct event *retry_ev; /* backoff before the next attempt */
+    uint64_t id;
+    char idstr[20];
+    int64_t t0;
+
+    /* The client's request. */
+    const char *method;
+    char *path;  /* normalised, for logs and the native surface */
+    char *query; /* without key= */
+    const char *body;
+    size_t bodylen;
+
+    /* What goes upstream: set by the surface before gkm_preq_start. */
+    const char *up_method;
+    char *up_path_query; /* "/v1beta/...?..." (owned) */
+    char *up_body;       /* owned; NULL: the client's body as is */
+    size_t up_bodylen;
+    char **up_headers;   /* "Name: value" (owned) */
+    size_t nup_headers;
+    enum gkm_cred cred;
+    char model[GKM_MODEL_MAX + 1]; /* for rotation and accounting */
+    int pass_headers; /* relay the upstream's response headers (native) */
+    uint64_t collect_cap; /* COLLECT body cap */
+
+    /* The current attempt. */
+    struct gkm_xfer *xfer;
+    long key_idx;
+    int attempts;
+    int attempts_base; /* attempts made before the last restart */
+    int server_retries;
+    int64_t waited_ms; /* time spent waiting for a cooldown to end */
+    long status;
+    int mode; /* core relay state */
+    struct gkm_redactor *redactor;
+    struct gkm_buf body_buf; /* held/collected body; stream scratch */
+    struct gkm_buf out_buf;  /* surface output scratch */
+    char **rh_names, **rh_values; /* upstream response headers kept */
+    size_t nrh;
+    int reply_started;
+    int paused;
+    int abort_after_flush;
+    uint64_t bytes_out;
+
+    struct gkm_buf tried; /* "...abcd(429),...ef01(200)" for the log */
+    long final_status;
+    const char *outcome;
+};
+
+/* Create the request context for req (which it takes over): request id,
+ * normalised path/query, client body. Counts as in flight until it ends.
+ * Returns NULL after replying 400 itself when the path is invalid. */
+struct gkm_preq *gkm_preq_new(struct gkm_app *app, struct evhttp_request *req,
+                              const struct gkm_surface *surf);
+/* Watch the client and make the first upstream attempt. The surface must
+ * have set up_method, up_path_query, model (and up_body if it rewrote the
+ * body) first. */
+void gkm_preq_start(struct gkm_preq *p);
+/* Send a further upstream request for the same client request (the
+ * surface changed up_path_query / up_body, e.g. the next embeddings batch
+ * or models page); only from the surface's body() callback, before any
+ * reply. The attempt budget starts again. */
+void gkm_preq_restart(struct gkm_preq *p);
+/* Answer now with the surface's error shape and end the request. */
+void gkm_preq_fail(struct gkm_preq *p, int status, const char *gstatus,
+                   const char *msg, long retry_after_s);
+
+/* Send a whole reply and end the request. data is redacted on the way.
+ * ctype may be NULL (keep what the headers say). */
+void gkm_preq_reply(struct gkm_preq *p, long status, const char *ctype,
+                    const char *data, size_t len, long retry_after_s);
+/* Start a streamed reply (chunked) with status and content type. */
+void gkm_preq_stream_begin(struct gkm_preq *p, long status, const char *ctype);
+
+/* Account what a tap saw in a 2xx answer to the current key and model:
+ * tokens, an error inside the answer, or (complete: the answer ended
+ * normally) a stream that ended without a finishReason. */
+struct gkm_tap_result;
+void gkm_preq_account(struct gkm_preq *p, const struct gkm_tap_result *r,
+                      int complete);
+/* Add a header to the reply (before it starts). */
+void gkm_preq_add_header(struct gkm_preq *p, const char *name,
+                         const char *value);
+/* Append text to the request's log line. */
+void gkm_preq_note(struct gkm_preq *p, const char *text);
+/* The real key of the current attempt (for the surface's accounting), or
+ * -1 before the first attempt. */
+long gkm_preq_key(const struct gkm_preq *p);
+
+#endif

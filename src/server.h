@@ -1,0 +1,22 @@
+/*
+ * server.h - the HTTP front: evhttp setup, limits and routing. The only
+ * file that knows the route table.
+ */
+#ifndef GKM_SERVER_H
+#define GKM_SERVER_H
+
+#include <stddef.h>
+
+struct gkm_app;
+
+/* Create app->http on app->base, apply limits from the config, bind the
+ * listen address. On success writes the bound "host:port" (with the real
+ * port when 0 was asked) to bound and returns 0; -1 with err otherwise. */
+int gkm_server_start(struct gkm_app *app, char *bound, size_t boundlen,
+                     char *err, size_t errlen);
+/* Stop accepting new connections (existing ones finish). */
+void gkm_server_stop_accepting(struct gkm_app *app);
+/* Close everything and free app->http. */
+void gkm_server_free(struct gkm_app *app);
+
+#endif

@@ -1,0 +1,526 @@
+/*
+ * upstream.c - libcurl multi_socket glue on the libevent loop.
+ *
+ * The shape follows curl's hiperfifo example and systemd's curl-util glue
+ * (research/c-style.md §3): one CURLM per loop; a struct sockinfo with its
+ * own event per socket, created and updated from CURLMOPT_SOCKETFUNCTION and
+ * freed on CURL_POLL_REMOVE; exactly one timer, re-armed from
+ * CURLMOPT_TIMERFUNCTION (never calling curl from inside it); completions
+ * drained in a loop after every curl_multi_socket_action.
+ *
+ * Invariants:
+ *  - an easy handle is removed and cleaned up only from the event loop
+ *    (check_done or gkm_xfer_cancel), never from inside its own callbacks;
+ *    a cancel requested from inside one is deferred (x->cancelled makes
+ *    the write callback fail, and check_done frees silently);
+ *  - on_done runs after the handle left the multi, so it may start another
+ *    transfer.
+ */
+#include "upstream.h"
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+#define MAX_RESPONSE_HEADERS 200
+#define MAX_HEADER_BYTES (256 * 1024)
+/* Easy handles are recycled (curl_easy_reset) rather than created per
+ * request: creating one costs more than the rest of a small request. */
+#define IDLE_HANDLES 64
+
+struct gkm_upstream {
+    struct event_base *base;
+    CURLM *multi;
+    struct event *timer;
+    struct gkm_log *log;
+    struct gkm_upstream_opts opts;
+    size_t active;
+    struct gkm_xfer *head; /* all live transfers, for gkm_upstream_free */
+    CURL *idle[IDLE_HANDLES]; /* reset easy handles kept for reuse */
+    size_t nidle;
+    struct sockinfo **socks; /* by fd: every socket with an event */
+    size_t nsocks;
+    unsigned char *owned; /* by fd: 1 for connection sockets we opened */
+    size_t nowned;
+};
+
+struct gkm_xfer {
+    struct gkm_upstream *up;
+    CURL *easy;
+    struct curl_slist *hdrs;
+    struct gkm_xfer_cbs cbs;
+    void *arg;
+    struct gkm_header *resp_hdrs;
+    size_t nresp, aresp, resp_bytes;
+    long status;
+    int headers_delivered;
+    int in_cb;
+    int cancelled;
+    struct gkm_xfer *prev, *next;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+struct sockinfo {
+    struct gkm_upstream *up;
+    curl_socket_t fd;
+    struct event *ev;
+    short kind;  /* event flags registered */
+    int added;   /* the event is added (not deleted after parking) */
+    int parked;  /* curl does not watch this socket now */
+    int ours;    /* opened by on_curl_open: closed through on_curl_close */
+};
+
+static void clear_resp_headers(struct gkm_xfer *x)
+{
+    for (size_t i = 0; i < x->nresp; i++) {
+        free(x->resp_hdrs[i].name);
+        free(x->resp_hdrs[i].value);
+    }
+    x->nresp = 0;
+    x->resp_bytes = 0;
+}
+
+static void xfer_free(struct gkm_xfer *x)
+{
+    struct gkm_upstream *up = x->up;
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        up->head = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    curl_multi_remove_handle(up->multi, x->easy);
+    if (up->nidle < IDLE_HANDLES) {
+        curl_easy_reset(x->easy);
+        up->idle[up->nidle++] = x->easy;
+    } else {
+        curl_easy_cleanup(x->easy);
+    }
+    curl_slist_free_all(x->hdrs);
+    clear_resp_headers(x);
+    free(x->resp_hdrs);
+    free(x);
+    up->active--;
+}
+
+static void check_done(struct gkm_upstream *up)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(up->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURL *easy = msg->easy_handle;
+        CURLcode res = msg->data.result;
+        struct gkm_xfer *x = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
+        /* msg is invalid once the handle is removed: copy first. */
+        curl_multi_remove_handle(up->multi, easy);
+        if (x == NULL)
+            continue;
+        if (x->cancelled) {
+            xfer_free(x);
+            continue;
+        }
+        long status = 0;
+        curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+        if (status == 0)
+            status = x->status;
+        int ok = res == CURLE_OK;
+        x->in_cb++;
+        if (ok && !x->headers_delivered) {
+            x->headers_delivered = 1;
+            if (x->cbs.on_headers(x->arg, status, x->resp_hdrs, x->nresp) ==
+                GKM_DATA_ABORT)
+                ok = 0;
+        }
+        if (!x->cancelled) {
+            const char *err = ok ? NULL
+                                 : (x->errbuf[0] ? x->errbuf
+                                                 : curl_easy_strerror(res));
+            x->cbs.on_done(x->arg, ok, status,
+                           res == CURLE_OPERATION_TIMEDOUT, err);
+        }
+        x->in_cb--;
+        xfer_free(x);
+    }
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct gkm_upstream *up = arg;
+    int running = 0;
+    curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(up);
+}
+
+static void on_socket_event(evutil_socket_t fd, short what, void *arg)
+{
+    struct sockinfo *si = arg;
+    struct gkm_upstream *up = si->up;
+    int flags = 0, running = 0;
+    if (si->parked) {
+        /* An idle cached connection became readable: the server closed it
+         * (or sent junk). Stop watching; curl finds it dead on reuse. */
+        event_del(si->ev);
+        si->added = 0;
+        return;
+    }
+    if (what & EV_READ)
+        flags |= CURL_CSELECT_IN;
+    if (what & EV_WRITE)
+        flags |= CURL_CSELECT_OUT;
+    curl_multi_socket_action(up->multi, fd, flags, &running);
+    check_done(up);
+}
+
+/* Watch s for curl. A socket curl stops watching (CURL_POLL_REMOVE: an
+ * idle connection back in its cache) keeps its event "parked" instead of
+ * being deleted, because the next request usually reuses that connection
+ * at once and a delete + add would cost two epoll_ctl calls per request.
+ * A parked socket that turns readable (the server closed it) is deleted
+ * then; curl's close-socket callback frees the sockinfo before the fd is
+ * closed, so an fd number never outlives its event. */
+static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *userp,
+                          void *socketp)
+{
+    struct gkm_upstream *up = userp;
+    struct sockinfo *si = socketp;
+    if (si == NULL && s >= 0 && (size_t)s < up->nsocks)
+        si = up->socks[s];
+    if (what == CURL_POLL_REMOVE) {
+        if (si == NULL)
+            return 0;
+        curl_multi_assign(up->multi, s, NULL);
+        if (si->ours) {
+            si->parked = 1; /* a connection socket: curl closes it via us */
+        } else {
+            /* Any other socket (a resolver's wake-up pipe) is closed by curl
+             * without telling us: forget it now. */
+            up->socks[s] = NULL;
+            event_free(si->ev);
+            free(si);
+        }
+        return 0;
+    }
+    short kind = EV_PERSIST;
+    if (what & CURL_POLL_IN)
+        kind |= EV_READ;
+    if (what & CURL_POLL_OUT)
+        kind |= EV_WRITE;
+    if (si == NULL) {
+        if (s < 0)
+            return -1;
+        si = calloc(1, sizeof(*si));
+        if (si == NULL)
+            return -1;
+        si->up = up;
+        si->fd = s;
+        si->ev = event_new(up->base, s, kind, on_socket_event, si);
+        if (si->ev == NULL) {
+            free(si);
+            return -1;
+        }
+        if ((size_t)s >= up->nsocks) {
+            size_t n = up->nsocks ? up->nsocks : 64;
+            while (n <= (size_t)s)
+                n *= 2;
+            up->socks = gkm_xrealloc(up->socks, n * sizeof(*up->socks));
+            memset(up->socks + up->nsocks, 0,
+                   (n - up->nsocks) * sizeof(*up->socks));
+            up->nsocks = n;
+        }
+        up->socks[s] = si;
+        si->kind = kind;
+        si->ours = (size_t)s < up->nowned && up->owned[s];
+        event_add(si->ev, NULL);
+    } else if (si->kind != kind || !si->added) {
+        event_del(si->ev);
+        event_assign(si->ev, up->base, s, kind, on_socket_event, si);
+        si->kind = kind;
+        event_add(si->ev, NULL);
+    }
+    si->added = 1;
+    si->parked = 0;
+    curl_multi_assign(up->multi, s, si);
+    return 0;
+}
+
+/* curl opens a connection socket: remember that it is one, so its event
+ * may be parked (on_curl_close will tell us when it goes). */
+static curl_socket_t on_curl_open(void *clientp, curlsocktype purpose,
+                                  struct curl_sockaddr *a)
+{
+    struct gkm_upstream *up = clientp;
+    curl_socket_t s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (s < 0 || purpose != CURLSOCKTYPE_IPCXN)
+        return s;
+    if ((size_t)s >= up->nowned) {
+        size_t n = up->nowned ? up->nowned : 64;
+        while (n <= (size_t)s)
+            n *= 2;
+        up->owned = gkm_xrealloc(up->owned, n);
+        memset(up->owned + up->nowned, 0, n - up->nowned);
+        up->nowned = n;
+    }
+    up->owned[s] = 1;
+    return s;
+}
+
+/* curl closes a connection's socket: drop its event first. */
+static int on_curl_close(void *clientp, curl_socket_t s)
+{
+    struct gkm_upstream *up = clientp;
+    if (s >= 0 && (size_t)s < up->nowned)
+        up->owned[s] = 0;
+    if (s >= 0 && (size_t)s < up->nsocks && up->socks[s] != NULL) {
+        struct sockinfo *si = up->socks[s];
+        event_free(si->ev);
+        free(si);
+        up->socks[s] = NULL;
+    }
+    return close(s);
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct gkm_upstream *up = userp;
+    if (timeout_ms < 0) {
+        evtimer_del(up->timer);
+        return 0;
+    }
+    /* 0 means "as soon as possible": a 0 ms timer runs on the next loop
+     * iteration instead of calling curl recursively from here. */
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    evtimer_add(up->timer, &tv);
+    return 0;
+}
+
+static size_t on_curl_header(char *buf, size_t size, size_t n, void *arg)
+{
+    struct gkm_xfer *x = arg;
+    size_t len = size * n;
+    if (x->cancelled)
+        return 0;
+    if (len >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
+        /* A new response (after 1xx): start over. */
+        clear_resp_headers(x);
+        const char *sp = memchr(buf, ' ', len);
+        x->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+        return len;
+    }
+    const char *colon = memchr(buf, ':', len);
+    if (colon == NULL)
+        return len; /* blank line ending the block, or junk */
+    if (x->nresp >= MAX_RESPONSE_HEADERS || x->resp_bytes + len > MAX_HEADER_BYTES)
+        return 0; /* absurd header block: fail the transfer */
+    size_t nlen = (size_t)(colon - buf);
+    const char *v = colon + 1;
+    const char *end = buf + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' ||
+                       end[-1] == '\t'))
+        end--;
+    if (x->nresp == x->aresp) {
+        x->aresp = x->aresp ? x->aresp * 2 : 16;
+        x->resp_hdrs = gkm_xrealloc(x->resp_hdrs,
+                                    x->aresp * sizeof(*x->resp_hdrs));
+    }
+    x->resp_hdrs[x->nresp].name = gkm_xstrndup(buf, nlen);
+    x->resp_hdrs[x->nresp].value = gkm_xstrndup(v, (size_t)(end - v));
+    x->nresp++;
+    x->resp_bytes += len;
+    return len;
+}
+
+static size_t on_curl_write(char *p, size_t size, size_t n, void *arg)
+{
+    struct gkm_xfer *x = arg;
+    size_t len = size * n;
+    enum gkm_data_rc rc = GKM_DATA_OK;
+    if (x->cancelled)
+        return 0;
+    x->in_cb++;
+    if (!x->headers_delivered) {
+        long status = 0;
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (status == 0)
+            status = x->status;
+        x->headers_delivered = 1;
+        rc = x->cbs.on_headers(x->arg, status, x->resp_hdrs, x->nresp);
+    }
+    if (rc == GKM_DATA_OK && !x->cancelled && len > 0)
+        rc = x->cbs.on_data(x->arg, p, len);
+    x->in_cb--;
+    if (x->cancelled || rc == GKM_DATA_ABORT)
+        return 0;
+    if (rc == GKM_DATA_PAUSE)
+        return CURL_WRITEFUNC_PAUSE;
+    return len;
+}
+
+struct gkm_upstream *gkm_upstream_new(struct event_base *base,
+                                      const struct gkm_upstream_opts *opts,
+                                      struct gkm_log *log)
+{
+    struct gkm_upstream *up = gkm_xcalloc(1, sizeof(*up));
+    up->base = base;
+    up->log = log;
+    up->opts = *opts;
+    up->multi = curl_multi_init();
+    up->timer = evtimer_new(base, on_timer, up);
+    if (up->multi == NULL || up->timer == NULL) {
+        gkm_error(log, "cannot initialise libcurl multi handle");
+        gkm_upstream_free(up);
+        return NULL;
+    }
+    curl_multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
+    curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
+    curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS, 512L);
+    return up;
+}
+
+void gkm_upstream_free(struct gkm_upstream *up)
+{
+    if (up == NULL)
+        return;
+    while (up->head != NULL)
+        xfer_free(up->head);
+    while (up->nidle > 0)
+        curl_easy_cleanup(up->idle[--up->nidle]);
+    if (up->multi)
+        curl_multi_cleanup(up->multi); /* closes cached connections */
+    for (size_t i = 0; i < up->nsocks; i++) {
+        if (up->socks[i]) {
+            event_free(up->socks[i]->ev);
+            free(up->socks[i]);
+        }
+    }
+    free(up->socks);
+    free(up->owned);
+    if (up->timer)
+        event_free(up->timer);
+    free(up);
+}
+
+size_t gkm_upstream_active(const struct gkm_upstream *up)
+{
+    return up->active;
+}
+
+struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
+                                const char *url, const char *const *headers,
+                                size_t nheaders, const char *body,
+                                size_t bodylen, const struct gkm_xfer_cbs *cbs,
+                                void *arg)
+{
+    struct gkm_xfer *x = gkm_xcalloc(1, sizeof(*x));
+    x->up = up;
+    x->cbs = *cbs;
+    x->arg = arg;
+    x->easy = up->nidle > 0 ? up->idle[--up->nidle] : curl_easy_init();
+    if (x->easy == NULL)
+        goto fail;
+    for (size_t i = 0; i < nheaders; i++) {
+        struct curl_slist *l = curl_slist_append(x->hdrs, headers[i]);
+        if (l == NULL)
+            goto fail;
+        x->hdrs = l;
+    }
+    /* No "Expect: 100-continue" round trip before large bodies. */
+    struct curl_slist *l = curl_slist_append(x->hdrs, "Expect:");
+    if (l == NULL)
+        goto fail;
+    x->hdrs = l;
+
+    CURL *e = x->easy;
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_curl_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_curl_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, up->opts.connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME,
+                     (up->opts.idle_timeout_ms + 999) / 1000);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_curl_open);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, up);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_curl_close);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, up);
+    if (up->opts.verbose)
+        curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+
+    if (strcmp(method, "GET") == 0 && bodylen == 0) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(method, "HEAD") == 0) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else {
+        if (bodylen > 0 || strcmp(method, "POST") == 0 ||
+            strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0) {
+            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                             (curl_off_t)bodylen);
+            curl_easy_setopt(e, CURLOPT_POSTFIELDS, body ? body : "");
+        }
+        if (strcmp(method, "POST") != 0)
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    }
+
+    x->next = up->head;
+    if (up->head)
+        up->head->prev = x;
+    up->head = x;
+    up->active++;
+    if (curl_multi_add_handle(up->multi, e) != CURLM_OK) {
+        xfer_free(x);
+        return NULL;
+    }
+    return x;
+fail:
+    if (x->easy)
+        curl_easy_cleanup(x->easy);
+    curl_slist_free_all(x->hdrs);
+    free(x);
+    return NULL;
+}
+
+void gkm_xfer_cancel(struct gkm_xfer *x)
+{
+    if (x == NULL)
+        return;
+    x->cancelled = 1;
+    if (x->in_cb)
+        return; /* freed by check_done once curl reports the abort */
+    xfer_free(x);
+}
+
+void gkm_xfer_resume(struct gkm_xfer *x)
+{
+    if (x == NULL || x->cancelled)
+        return;
+    x->in_cb++;
+    curl_easy_pause(x->easy, CURLPAUSE_CONT);
+    x->in_cb--;
+    if (x->cancelled) {
+        /* Cancelled from inside a re-entered callback: the write callback
+         * refused the data, so curl will report the transfer done. */
+        return;
+    }
+}

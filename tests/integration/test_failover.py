@@ -1,0 +1,166 @@
+"""429 failover, all-keys-exhausted 503 with Retry-After, persistence of
+usage and benches across restarts (in the original tool's format), the
+daily reset timer, and corrupt usage files."""
+import datetime
+import glob
+import json
+import os
+import stat
+import time
+import zoneinfo
+
+from gkm import (KEYS, MODEL, Proxy, assert_no_keys, gen_body, mask, run,
+                 test, wait_for)
+
+
+def pacific_today():
+    return datetime.datetime.now(zoneinfo.ZoneInfo("America/Los_Angeles")).date().isoformat()
+
+
+@test()
+def failover_on_429(fake):
+    with Proxy(fake.url, keys=KEYS[:3]) as px:
+        fake.config(rules=[{"key": KEYS[0], "respond": "quota_day"}])
+        st, h, body = px.generate("first")
+        assert st == 200, (st, body)
+        assert "first" in body.decode()
+        assert [r["key"] for r in fake.requests()] == [KEYS[0], KEYS[1]]
+        # The benched (key, model) pair is skipped from now on...
+        fake.clear()
+        for _ in range(4):
+            assert px.generate()[0] == 200
+        used = [r["key"] for r in fake.requests()]
+        assert KEYS[0] not in used, [mask(k) for k in used]
+        assert set(used) == {KEYS[1], KEYS[2]}
+        # ...but only for that model.
+        fake.clear()
+        for _ in range(3):
+            assert px.generate(model="gemini-2.5-pro")[0] == 200
+        assert KEYS[0] in [r["key"] for r in fake.requests()]
+        assert "per-day quota" in px.log() and "benched" in px.log(), px.log()
+
+
+@test()
+def all_exhausted_503(fake):
+    with Proxy(fake.url, keys=KEYS[:3]) as px:
+        fake.config(rules=[{"respond": "quota_day"}])
+        st, h, body = px.generate()
+        assert st == 503, (st, body)
+        err = json.loads(body)["error"]
+        assert err["code"] == 503 and err["status"] == "UNAVAILABLE"
+        assert MODEL in err["message"] and "daily quota" in err["message"]
+        ra = int(h["retry-after"])
+        assert 0 < ra <= 25 * 3600, ra
+        assert len(fake.requests()) == 3, "each key tried once"
+        # Now nothing goes upstream for that model.
+        fake.clear()
+        st, h, body = px.generate()
+        assert st == 503 and fake.requests() == []
+        assert abs(int(h["retry-after"]) - ra) <= 2
+        assert_no_keys(body)
+
+
+@test()
+def persistence_across_restart(fake):
+    with Proxy(fake.url, keys=KEYS[:2], args=["--save-interval", "100ms"]) as px:
+        fake.config(rules=[{"key": KEYS[0], "respond": "quota_day"}])
+        for _ in range(3):
+            assert px.generate()[0] == 200
+        assert px.stop() == 0
+        st = os.stat(px.usage)
+        assert stat.S_IMODE(st.st_mode) == 0o600, oct(st.st_mode)
+        u = px.usage_json()
+        assert u["date"] == pacific_today()
+        assert u["counts"] == {KEYS[1]: 3}, u["counts"]
+        assert u["model_counts"] == {KEYS[1]: {MODEL: 3}}
+        assert u["exhausted_keys"] == {KEYS[0]: [MODEL]}
+        workdir = px.dir
+    fake.reset()
+    fake.clear()
+    with Proxy(fake.url, keys=KEYS[:2], workdir=workdir,
+               args=["--save-interval", "100ms"]) as px:
+        assert px.generate()[0] == 200
+        assert [r["key"] for r in fake.requests()] == [KEYS[1]], "benched key still skipped"
+        assert px.stop() == 0
+        assert px.usage_json()["counts"] == {KEYS[1]: 4}
+
+
+@test()
+def loads_original_python_format(fake):
+    import tempfile
+    d = tempfile.mkdtemp(prefix="gkm-it-")
+    today = pacific_today()
+    with open(os.path.join(d, "key_usage.txt"), "w") as f:
+        json.dump({"date": today, "counts": {KEYS[0]: 7, KEYS[1]: 2},
+                   "model_counts": {KEYS[0]: {MODEL: 7}, KEYS[1]: {MODEL: 2}},
+                   "exhausted_keys": {KEYS[0]: [MODEL]}}, f, indent=4)
+    with Proxy(fake.url, keys=KEYS[:2], workdir=d, args=["--save-interval", "100ms"]) as px:
+        assert px.generate()[0] == 200
+        assert [r["key"] for r in fake.requests()] == [KEYS[1]]
+        assert px.stop() == 0
+        u = px.usage_json()
+        # What the original loads: same four fields, same shapes.
+        assert u["date"] == today
+        assert u["counts"] == {KEYS[0]: 7, KEYS[1]: 3}
+        assert u["model_counts"] == {KEYS[0]: {MODEL: 7}, KEYS[1]: {MODEL: 3}}
+        assert u["exhausted_keys"] == {KEYS[0]: [MODEL]}
+    # An earlier day's file starts fresh counts.
+    with open(os.path.join(d, "key_usage.txt"), "w") as f:
+        json.dump({"date": "2020-01-01", "counts": {KEYS[0]: 7},
+                   "model_counts": {}, "exhausted_keys": {KEYS[0]: [MODEL]}}, f)
+    fake.clear()
+    with Proxy(fake.url, keys=KEYS[:2], workdir=d, args=["--save-interval", "100ms"]) as px:
+        assert px.generate()[0] == 200
+        assert fake.requests()[0]["key"] == KEYS[0], "old day's bench is over"
+        assert px.stop() == 0
+        u = px.usage_json()
+        assert u["date"] == today and u["counts"] == {KEYS[0]: 1}
+
+
+@test()
+def corrupt_usage_file_kept_aside(fake):
+    import tempfile
+    d = tempfile.mkdtemp(prefix="gkm-it-")
+    path = os.path.join(d, "key_usage.txt")
+    with open(path, "w") as f:
+        f.write('{"date": "2026-01-01", "counts": {tru')
+    with Proxy(fake.url, keys=KEYS[:2], workdir=d, args=["--save-interval", "100ms"]) as px:
+        aside = glob.glob(path + ".corrupt-*")
+        assert len(aside) == 1, os.listdir(d)
+        with open(aside[0]) as f:
+            assert f.read() == '{"date": "2026-01-01", "counts": {tru'
+        assert "corrupt" in px.log()
+        assert px.generate()[0] == 200
+        assert px.stop() == 0
+        assert px.usage_json()["counts"] == {KEYS[0]: 1}
+
+
+@test(timeout=40)
+def daily_reset_by_timer(fake):
+    # A POSIX time zone whose midnight falls a few seconds from now.
+    t = time.time() + 5
+    off = int(t) % 86400
+    tz = "TST+%02d:%02d:%02d" % (off // 3600, off % 3600 // 60, off % 60)
+    with Proxy(fake.url, keys=KEYS[:2],
+               args=["--reset-timezone", tz, "--save-interval", "100ms"]) as px:
+        fake.config(rules=[{"key": KEYS[0], "respond": "quota_day", "times": 1}])
+        assert px.generate()[0] == 200
+        assert px.generate()[0] == 200
+        u1 = wait_for(lambda: os.path.exists(px.usage) and px.usage_json())
+        assert u1["exhausted_keys"] == {KEYS[0]: [MODEL]}, u1
+        assert u1["counts"] == {KEYS[1]: 2}
+        d1 = datetime.date.fromisoformat(u1["date"])
+        # No request needed: the timer starts the new day.
+        u2 = wait_for(lambda: px.usage_json()["date"] != u1["date"] and px.usage_json(),
+                      timeout=12)
+        assert datetime.date.fromisoformat(u2["date"]) == d1 + datetime.timedelta(days=1), u2
+        assert u2["counts"] == {} and u2["exhausted_keys"] == {}, u2
+        assert "usage counts reset" in px.log()
+        fake.clear()
+        assert px.generate()[0] == 200
+        assert px.generate()[0] == 200
+        assert KEYS[0] in [r["key"] for r in fake.requests()], "benched key back after reset"
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,175 @@
+"""Native Gemini passthrough: rotation order, client auth forms, what the
+upstream receives (one credential, the real key, no client token), header
+and query handling, requests without a model, non-429 errors relayed."""
+import json
+
+import time
+
+from gkm import (KEYS, MODEL, TOKEN, Fake, Proxy, assert_no_keys, gen_body,
+                 mask, run, test)
+
+
+@test()
+def rotation_order(fake):
+    with Proxy(fake.url, keys=KEYS[:3]) as px:
+        for i in range(6):
+            st, _, body = px.generate("round %d" % i)
+            assert st == 200, (st, body)
+            assert "round %d" % i in json.loads(body)["candidates"][0]["content"]["parts"][0]["text"]
+        used = [r["key"] for r in fake.requests()]
+        assert used == [KEYS[0], KEYS[1], KEYS[2]] * 2, [mask(k) for k in used]
+
+
+@test()
+def auth_forms(fake):
+    with Proxy(fake.url) as px:
+        for auth in ("header", "query", "bearer"):
+            fake.clear()
+            st, _, body = px.generate(auth=auth)
+            assert st == 200, (auth, st, body)
+            reqs = fake.requests()
+            assert len(reqs) == 1
+            r = reqs[0]
+            # Exactly one credential upstream, the real key, as a header.
+            assert r["auth"] == "header", r["auth"]
+            assert r["key"] in KEYS[:3]
+            assert "key=" not in r["query"], r["query"]
+            assert "authorization" not in r["headers"]
+            assert TOKEN not in json.dumps(r)
+        fake.clear()
+        for kw in ({"token": None}, {"token": "wrong-token"},
+                   {"token": "wrong-token", "auth": "bearer"},
+                   {"token": "wrong", "auth": "query"}):
+            st, h, body = px.generate(**kw)
+            assert st == 401, (kw, st)
+            err = json.loads(body)["error"]
+            assert err["code"] == 401 and err["status"] == "UNAUTHENTICATED"
+            assert h["content-type"].startswith("application/json")
+        # A valid header token plus a wrong query token is refused too.
+        st, _, _ = px.request("POST", "/v1beta/models/%s:generateContent?key=bad" % MODEL,
+                              body=gen_body())
+        assert st == 401
+        assert fake.requests() == [], "nothing may reach upstream unauthenticated"
+
+
+@test()
+def query_and_headers_forwarded(fake):
+    with Proxy(fake.url) as px:
+        st, _, _ = px.request(
+            "POST", "/v1beta/models/%s:generateContent?alt=json&foo=bar%%20baz" % MODEL,
+            body=gen_body(), auth="query",
+            headers={"x-goog-api-client": "google-genai-sdk/1.0 gl-python/3.11",
+                     "User-Agent": "it-test", "Cookie": "a=b",
+                     "Connection": "keep-alive, X-Hop", "X-Hop": "secret",
+                     "X-Server-Timeout": "600"})
+        assert st == 200
+        r = fake.requests()[0]
+        assert r["query"] == "alt=json&foo=bar%20baz", r["query"]
+        h = r["headers"]
+        assert h.get("x-goog-api-client") == "google-genai-sdk/1.0 gl-python/3.11"
+        assert h.get("user-agent") == "it-test"
+        assert h.get("x-server-timeout") == "600"
+        assert "cookie" not in h and "x-hop" not in h
+        assert h.get("x-goog-api-key") == r["key"]
+        assert json.loads(r["body"]) == json.loads(gen_body())
+
+
+@test()
+def encoded_colon_and_no_model_paths(fake):
+    with Proxy(fake.url, keys=KEYS[:2]) as px:
+        st, _, body = px.request("POST", "/v1beta/models/%s%%3AgenerateContent" % MODEL,
+                                 body=gen_body())
+        assert st == 200, (st, body)
+        assert fake.requests()[-1]["path"] == "/v1beta/models/%s:generateContent" % MODEL
+        # Requests naming no model are rotated and forwarded too.
+        fake.clear()
+        for _ in range(2):
+            st, _, body = px.request("GET", "/v1beta/models?pageSize=2")
+            assert st == 200, (st, body)
+            assert "models" in json.loads(body)
+        keys = [r["key"] for r in fake.requests()]
+        assert sorted(keys) == sorted(KEYS[:2]), [mask(k) for k in keys]
+        assert fake.requests()[0]["query"] == "pageSize=2"
+
+
+@test()
+def errors_relayed_without_benching(fake):
+    # With server retries off, a 500 comes back as it is; a request-caused
+    # 400 always does. Neither benches the key.
+    with Proxy(fake.url, keys=KEYS[:2], args=["--server-retries", "0"]) as px:
+        fake.config(rules=[{"key": KEYS[0], "respond": "server_error", "times": 1},
+                           {"key": KEYS[1], "respond": "bad_request", "times": 1}])
+        st, _, body = px.generate()
+        assert st == 500, st
+        assert json.loads(body)["error"]["status"] == "INTERNAL"
+        st, _, body = px.generate()
+        assert st == 400, st
+        st1, _, _ = px.generate()
+        st2, _, _ = px.generate()
+        assert (st1, st2) == (200, 200)
+        assert [r["key"] for r in fake.requests()] == [KEYS[0], KEYS[1]] * 2
+
+
+@test()
+def unknown_paths_and_health(fake):
+    with Proxy(fake.url) as px:
+        st, _, body = px.request("GET", "/nope")
+        assert st == 404 and json.loads(body)["error"]["code"] == 404
+        st, _, body = px.request("GET", "/healthz", token=None)
+        assert st == 200 and json.loads(body)["status"] == "ok"
+        st, _, body = px.request("GET", "/v1beta/../admin")
+        assert st in (400, 404), st
+        assert fake.requests() == []
+
+
+@test()
+def usage_counted_per_key_and_model(fake):
+    with Proxy(fake.url, keys=KEYS[:2], args=["--save-interval", "100ms"]) as px:
+        for _ in range(3):
+            assert px.generate()[0] == 200
+        assert px.generate(model="gemini-2.5-pro")[0] == 200
+        assert px.request("GET", "/v1beta/models")[0] == 200
+        assert px.stop() == 0
+        u = px.usage_json()
+        expect_total, expect_model = {}, {}
+        for r in fake.requests():
+            expect_total[r["key"]] = expect_total.get(r["key"], 0) + 1
+            if r.get("model"):
+                m = expect_model.setdefault(r["key"], {})
+                m[r["model"]] = m.get(r["model"], 0) + 1
+        assert sum(expect_total.values()) == 5
+        assert u["counts"] == expect_total, u["counts"]
+        assert u["model_counts"] == expect_model, u["model_counts"]
+        assert u["exhausted_keys"] == {}
+        log = px.log()
+        assert_no_keys(log)
+        assert mask(KEYS[0]) in log
+
+
+@test()
+def upstream_restart_drops_idle_connections(fake):
+    # The proxy keeps upstream connections open between requests; when the
+    # upstream closes them (restart, idle timeout) the next request must
+    # still work, and the proxy must not spin on the dead socket.
+    other = Fake()
+    port = other.port
+    with Proxy(other.url) as px:
+        assert px.generate()[0] == 200
+        other.stop()
+        time.sleep(0.3)
+        other = Fake(port=port)
+        try:
+            for _ in range(3):
+                assert px.generate()[0] == 200
+            with open("/proc/%d/stat" % px.proc.p.pid) as f:
+                ticks0 = sum(map(int, f.read().rsplit(")", 1)[1].split()[11:13]))
+            time.sleep(1.0)
+            with open("/proc/%d/stat" % px.proc.p.pid) as f:
+                ticks1 = sum(map(int, f.read().rsplit(")", 1)[1].split()[11:13]))
+            assert ticks1 - ticks0 < 20, "idle proxy uses CPU: %d ticks" % (ticks1 - ticks0)
+        finally:
+            other.stop()
+
+
+if __name__ == "__main__":
+    run()
