@@ -40,6 +40,10 @@ run_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:quarantine_size_mb=16" \
 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
   run_build build-asan -DCMAKE_BUILD_TYPE=Debug -DGKM_SANITIZE=ON
-echo "== summary (ctest in both builds, and any checks .ci/run ran first)"
+if [[ -z "${GKM_SKIP_DOCS:-}" && $# -eq 0 ]]; then
+  echo "== documentation and deployment checks"
+  if bash tests/docs/check.sh; then total_pass=$((total_pass + 1)); else total_fail=$((total_fail + 1)); status=1; fi
+fi
+echo "== summary (ctest in both builds, the docs checks, and any checks .ci/run ran first)"
 echo "$total_pass passed, $total_fail failed"
 exit $status
