@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# Benchmark: native non-streaming passthrough through gemini-key-manager,
+# directly against the fake upstream, and through nginx (worker_processes 1)
+# configured as a plain header-swapping reverse proxy, all in one run on
+# this machine. Also: RSS and CPU with N concurrent slow streams, idle RSS,
+# and throughput with 10,000 keys of which 9,999 are benched.
+#
+# usage: bench/run.sh [seconds-per-run (default 10)] [streams (default 1000)]
+# Needs: wrk, nginx (scripts/deps.sh --test installs them), python3.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DUR="${1:-10}"
+NSTREAMS="${2:-1000}"
+cd "$here"
+scripts/deps.sh --test
+cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build-bench -j"$(nproc)" --target gemini-key-manager fake-gemini >/dev/null
+ulimit -n 65536 || ulimit -n 8192
+
+W="$(mktemp -d /tmp/gkm-bench-XXXXXX)"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+KEY="AIzaSyBENCHxxxxxxxxxxxxxxxxxxxxxxxxx000"
+TOKEN="PLACEHOLDER_GEMINI_TOKEN"
+MODEL="gemini-2.5-flash"
+GEN="/v1beta/models/$MODEL:generateContent"
+STREAM="/v1beta/models/$MODEL:streamGenerateContent?alt=sse"
+
+# --- fake upstream ---------------------------------------------------------
+FPORT=$(freeport)
+build-bench/fake-gemini --listen 127.0.0.1:$FPORT --no-record --quiet > "$W/fake.out" 2>&1 &
+PIDS+=($!); FAKEPID=$!
+sleep 0.3
+fakecfg() { curl -s -X POST "http://127.0.0.1:$FPORT/_fake/config" -d "$1" >/dev/null; }
+
+# --- our proxy (3 keys) ------------------------------------------------------
+mkdir -p "$W/p3" "$W/p10k"
+printf '%s\n' "${KEY%000}001" "${KEY%000}002" "${KEY%000}003" > "$W/p3/key.txt"
+start_proxy() { # dir -> sets PXPORT PXPID
+  local d="$1"; PXPORT=$(freeport)
+  (cd "$d" && exec "$here/build-bench/gemini-key-manager" --listen 127.0.0.1:$PXPORT \
+      --upstream http://127.0.0.1:$FPORT --log-level warn) > "$d/proxy.out" 2>&1 &
+  PXPID=$!; PIDS+=($PXPID)
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PXPORT/healthz" >/dev/null && return; sleep 0.1; done
+  echo "proxy did not start"; cat "$d/proxy.out"; exit 1
+}
+start_proxy "$W/p3"; P3PORT=$PXPORT; P3PID=$PXPID
+IDLE_RSS=$(awk '/VmRSS/{print $2}' /proc/$P3PID/status)
+
+# --- 10,000 keys, 9,999 benched for the model ----------------------------------
+python3 - "$W/p10k" "$MODEL" <<'PY'
+import datetime, json, sys, zoneinfo
+d, model = sys.argv[1], sys.argv[2]
+keys = ["AIzaSyBENCH%028d" % i for i in range(10000)]
+open(d + "/key.txt", "w").write("\n".join(keys) + "\n")
+today = datetime.datetime.now(zoneinfo.ZoneInfo("America/Los_Angeles")).date().isoformat()
+json.dump({"date": today, "counts": {}, "model_counts": {},
+           "exhausted_keys": {k: [model] for k in keys[:9999]}}, open(d + "/key_usage.txt", "w"))
+PY
+start_proxy "$W/p10k"; P10PORT=$PXPORT; P10PID=$PXPID
+IDLE_RSS_10K=$(awk '/VmRSS/{print $2}' /proc/$P10PID/status)
+
+# --- nginx, one worker, swapping the header ------------------------------------
+NPORT=$(freeport)
+cat > "$W/nginx.conf" <<NG
+worker_processes 1;
+daemon off;
+user root;
+pid $W/nginx.pid;
+error_log $W/nginx-error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $W/nginx-body;
+  proxy_temp_path $W/nginx-proxy;
+  upstream fake { server 127.0.0.1:$FPORT; keepalive 256; }
+  server {
+    listen 127.0.0.1:$NPORT;
+    client_max_body_size 50m;
+    location / {
+      proxy_pass http://fake;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header x-goog-api-key "$KEY";
+      proxy_buffering off;
+    }
+  }
+}
+NG
+nginx -c "$W/nginx.conf" -p "$W" &
+PIDS+=($!); NGMASTER=$!
+sleep 0.5
+NGPIDS="$(pgrep -P $NGMASTER | tr '\n' ',')$NGMASTER"
+
+# --- wrk helpers ---------------------------------------------------------------
+cat > "$W/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"contents":[{"role":"user","parts":[{"text":"hello benchmark"}]}]}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["x-goog-api-key"] = os.getenv("BENCH_AUTH")
+LUA
+cat > "$W/chat.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"model":"gemini-2.5-flash","messages":[{"role":"user","content":"hello benchmark"}]}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_AUTH")
+LUA
+rps() { # url auth conns [script]
+  BENCH_AUTH="$2" wrk -t1 -c"$3" -d"${DUR}s" -s "${4:-$W/post.lua}" "$1" | awk '/Requests\/sec/{print $2}'
+}
+p50() { # url auth
+  BENCH_AUTH="$2" wrk -t1 -c1 -d"$(( DUR / 2 > 3 ? DUR / 2 : 3 ))s" --latency -s "$W/post.lua" "$1" \
+    | awk '$1=="50%"{v=$2; if (v ~ /us$/) {sub(/us/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v); print v} else {sub(/s/,"",v); print v*1000}}'
+}
+fakecfg '{}'
+# warm up every path
+for u in "http://127.0.0.1:$FPORT$GEN|$KEY" "http://127.0.0.1:$P3PORT$GEN|$TOKEN" "http://127.0.0.1:$NPORT$GEN|$TOKEN"; do
+  BENCH_AUTH="${u#*|}" wrk -t1 -c8 -d1s -s "$W/post.lua" "${u%|*}" >/dev/null
+done
+
+ticks() { # pid list (comma-separated) -> utime+stime ticks summed
+  local t=0 p
+  for p in ${1//,/ }; do t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat))); done
+  echo $t
+}
+cpu_rps() { # url auth pids [script] -> "req/s cpu_us_per_request"
+  local t0 t1 out
+  t0=$(ticks "$3")
+  out=$(BENCH_AUTH="$2" wrk -t1 -c64 -d"${DUR}s" -s "${4:-$W/post.lua}" "$1")
+  t1=$(ticks "$3")
+  local r n
+  r=$(awk '/Requests\/sec/{print $2}' <<<"$out")
+  n=$(awk '/requests in/{print $1}' <<<"$out")
+  echo "$r $(( (t1 - t0) * 10000 * 1000 / (n > 0 ? n : 1) / 1000 ))"
+}
+ROUNDS="${ROUNDS:-3}"
+echo "running: ${DUR}s per throughput run, $ROUNDS rounds, $NSTREAMS streams" >&2
+R_DIRECT=""; R_PROXY=""; R_NGINX=""; R_10K=""; R_OAI=""; C_PROXY=""; C_NGINX=""; C_OAI=""
+for round in $(seq "$ROUNDS"); do
+  R_DIRECT+="$(rps "http://127.0.0.1:$FPORT$GEN" "$KEY" 64) "
+  read -r r c <<<"$(cpu_rps "http://127.0.0.1:$P3PORT$GEN" "$TOKEN" "$P3PID")"; R_PROXY+="$r "; C_PROXY+="$c "
+  read -r r c <<<"$(cpu_rps "http://127.0.0.1:$NPORT$GEN" "$TOKEN" "$NGPIDS")"; R_NGINX+="$r "; C_NGINX+="$c "
+  R_10K+="$(rps "http://127.0.0.1:$P10PORT$GEN" "$TOKEN" 64) "
+  read -r r c <<<"$(cpu_rps "http://127.0.0.1:$P3PORT/v1/chat/completions" "$TOKEN" "$P3PID" "$W/chat.lua")"; R_OAI+="$r "; C_OAI+="$c "
+done
+L_DIRECT=$(p50 "http://127.0.0.1:$FPORT$GEN" "$KEY")
+L_PROXY=$(p50 "http://127.0.0.1:$P3PORT$GEN" "$TOKEN")
+L_NGINX=$(p50 "http://127.0.0.1:$NPORT$GEN" "$TOKEN")
+
+# --- slow streams -----------------------------------------------------------------
+fakecfg '{"stream": {"chunks": 10, "chunk_delay_ms": 1000}}'
+S_PROXY=$(python3 bench/streams.py "http://127.0.0.1:$P3PORT$STREAM" "$NSTREAMS" "$TOKEN" "$P3PID")
+S_NGINX=$(python3 bench/streams.py "http://127.0.0.1:$NPORT$STREAM" "$NSTREAMS" "$TOKEN" "$NGPIDS")
+S_OAI=$(python3 bench/streams.py "http://127.0.0.1:$P3PORT/v1/chat/completions" "$NSTREAMS" "$TOKEN" "$P3PID" openai)
+
+python3 - "$R_DIRECT" "$R_PROXY" "$R_NGINX" "$R_10K" "$L_DIRECT" "$L_PROXY" "$L_NGINX" \
+  "$S_PROXY" "$S_NGINX" "$IDLE_RSS" "$IDLE_RSS_10K" "$NSTREAMS" "$R_OAI" "$S_OAI" \
+  "$C_PROXY" "$C_NGINX" "$C_OAI" <<'PY'
+import json, statistics, sys
+def med(s):
+    v = [float(x) for x in s.split()]
+    return statistics.median(v), v
+(rd, vd), (rp, vp), (rn, vn), (r10, v10) = (med(a) for a in sys.argv[1:5])
+ld, lp, ln = map(float, sys.argv[5:8])
+sp, sn = json.loads(sys.argv[8]), json.loads(sys.argv[9])
+idle, idle10, n = int(sys.argv[10]), int(sys.argv[11]), int(sys.argv[12])
+(ro, vo), so = med(sys.argv[13]), json.loads(sys.argv[14])
+(cp, _), (cn, _), (co, _) = med(sys.argv[15]), med(sys.argv[16]), med(sys.argv[17])
+ap, an = lp - ld, ln - ld
+runs = lambda v: " / ".join("%.0f" % x for x in v)
+print("Medians of %d rounds (each round runs every throughput measure once, interleaved)." % len(vp))
+print()
+print("| measure | direct to fake | gemini-key-manager | nginx (1 worker) | ratio (ours / nginx) |")
+print("|---|---|---|---|---|")
+print("| throughput, 64 connections (req/s) | %.0f | %.0f | %.0f | %.2fx |" % (rd, rp, rn, rp / rn))
+print("| (all rounds) | %s | %s | %s | |" % (runs(vd), runs(vp), runs(vn)))
+print("| CPU per request at 64 connections (us) | | %.0f | %.0f | %.2fx |" % (cp, cn, cp / cn))
+print("| p50 latency, 1 connection (ms) | %.3f | %.3f | %.3f | |" % (ld, lp, ln))
+print("| added p50 latency (ms) | | %.3f | %.3f | %.2fx |" % (ap, an, ap / an if an > 0 else float("nan")))
+print("| peak RSS, %d slow streams (MiB) | | %.1f | %.1f | %.2fx |" % (n, sp["peak_rss_kib"] / 1024, sn["peak_rss_kib"] / 1024, sp["peak_rss_kib"] / sn["peak_rss_kib"]))
+print("| CPU time for those streams (s) | | %.2f | %.2f | %.2fx |" % (sp["cpu_s"], sn["cpu_s"], sp["cpu_s"] / sn["cpu_s"] if sn["cpu_s"] else float("nan")))
+print("| streams completed | | %d | %d | |" % (sp["ok"], sn["ok"]))
+print("| first-chunk p50 (ms) | | %s | %s | |" % (sp["first_chunk_ms_p50"], sn["first_chunk_ms_p50"]))
+print("| idle RSS, 3 keys / 10,000 keys (MiB) | | %.1f / %.1f | | |" % (idle / 1024, idle10 / 1024))
+print("| throughput, 10,000 keys with 9,999 benched (req/s) | | %.0f (%.2fx of 3 keys; rounds %s) | | |" % (r10, r10 / rp, runs(v10)))
+print()
+print("| OpenAI surface (translated) | gemini-key-manager | vs native passthrough |")
+print("|---|---|---|")
+print("| chat.completions throughput, 64 connections (req/s) | %.0f (rounds %s) | %.2fx |" % (ro, runs(vo), ro / rp))
+print("| CPU per chat.completions request (us) | %.0f | %.2fx |" % (co, co / cp))
+print("| %d translated streams: peak RSS (MiB) | %.1f | %.2fx |" % (n, so["peak_rss_kib"] / 1024, so["peak_rss_kib"] / sp["peak_rss_kib"]))
+print("| %d translated streams: CPU time (s) | %.2f | %.2fx |" % (n, so["cpu_s"], so["cpu_s"] / sp["cpu_s"] if sp["cpu_s"] else float("nan")))
+print("| %d translated streams: first-chunk p50 (ms) / completed | %s / %d | |" % (n, so["first_chunk_ms_p50"], so["ok"]))
+PY
