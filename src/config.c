@@ -158,16 +158,6 @@ static const struct option_def options[] = {
      "Show this help and exit."},
 };
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    GKM_ATTR_PRINTF(3, 4);
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 int gkm_config_host_is_loopback(const char *host)
 {
     struct in_addr a4;
@@ -189,7 +179,7 @@ static int parse_listen(struct gkm_config *cfg, const char *v, char *err,
     if (v[0] == '[') {
         const char *rb = strchr(v, ']');
         if (rb == NULL || rb[1] != ':') {
-            seterr(err, errlen, "expected [IPv6]:PORT");
+            gkm_set_err(err, errlen, "expected [IPv6]:PORT");
             return -1;
         }
         host = gkm_xstrndup(v + 1, (size_t)(rb - v - 1));
@@ -197,13 +187,13 @@ static int parse_listen(struct gkm_config *cfg, const char *v, char *err,
     } else {
         colon = strrchr(v, ':');
         if (colon == NULL || colon == v) {
-            seterr(err, errlen, "expected HOST:PORT");
+            gkm_set_err(err, errlen, "expected HOST:PORT");
             return -1;
         }
         host = gkm_xstrndup(v, (size_t)(colon - v));
         if (strchr(host, ':') != NULL) {
             free(host);
-            seterr(err, errlen, "IPv6 addresses need brackets: [::1]:5000");
+            gkm_set_err(err, errlen, "IPv6 addresses need brackets: [::1]:5000");
             return -1;
         }
     }
@@ -211,7 +201,7 @@ static int parse_listen(struct gkm_config *cfg, const char *v, char *err,
     const char *es;
     if (gkm_parse_ll(colon + 1, 0, 65535, &port, &es) != 0) {
         free(host);
-        seterr(err, errlen, "port: %s", es);
+        gkm_set_err(err, errlen, "port: %s", es);
         return -1;
     }
     free(cfg->listen);
@@ -243,7 +233,7 @@ static int set_option(struct gkm_config *cfg, const struct option_def *o,
     case T_PATH: {
         char **dst = (char **)(base + o->offset);
         if (o->type == T_PATH && *v == '\0') {
-            seterr(err, errlen, "empty path");
+            gkm_set_err(err, errlen, "empty path");
             return -1;
         }
         free(*dst);
@@ -254,7 +244,7 @@ static int set_option(struct gkm_config *cfg, const struct option_def *o,
         return parse_listen(cfg, v, err, errlen);
     case T_TOKEN:
         if (!valid_token(v)) {
-            seterr(err, errlen,
+            gkm_set_err(err, errlen,
                    "a token must be 1-4096 printable characters without "
                    "spaces");
             return -1;
@@ -273,13 +263,13 @@ static int set_option(struct gkm_config *cfg, const struct option_def *o,
     case T_URL: {
         size_t n = strlen(v);
         if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
-            seterr(err, errlen, "must start with http:// or https://");
+            gkm_set_err(err, errlen, "must start with http:// or https://");
             return -1;
         }
         while (n > 0 && v[n - 1] == '/')
             n--;
         if (strchr(v, '?') || strchr(v, '#') || strchr(v, ' ')) {
-            seterr(err, errlen, "must be a base URL without query");
+            gkm_set_err(err, errlen, "must be a base URL without query");
             return -1;
         }
         free(cfg->upstream);
@@ -288,18 +278,18 @@ static int set_option(struct gkm_config *cfg, const struct option_def *o,
     }
     case T_LOGLEVEL:
         if (gkm_log_level_parse(v, &cfg->log_level) != 0) {
-            seterr(err, errlen, "expected error, warn, info or debug");
+            gkm_set_err(err, errlen, "expected error, warn, info or debug");
             return -1;
         }
         return 0;
     case T_SIZE: {
         uint64_t n;
         if (gkm_parse_size(v, (uint64_t)o->max, &n, &es) != 0) {
-            seterr(err, errlen, "%s", es);
+            gkm_set_err(err, errlen, "%s", es);
             return -1;
         }
         if (n < (uint64_t)o->min) {
-            seterr(err, errlen, "at least %lld bytes", o->min);
+            gkm_set_err(err, errlen, "at least %lld bytes", o->min);
             return -1;
         }
         *(uint64_t *)(base + o->offset) = n;
@@ -308,11 +298,11 @@ static int set_option(struct gkm_config *cfg, const struct option_def *o,
     case T_DURATION: {
         uint64_t ms;
         if (gkm_parse_duration_ms(v, (uint64_t)o->max, &ms, &es) != 0) {
-            seterr(err, errlen, "%s", es);
+            gkm_set_err(err, errlen, "%s", es);
             return -1;
         }
         if (ms < (uint64_t)o->min) {
-            seterr(err, errlen, "at least %lld ms", o->min);
+            gkm_set_err(err, errlen, "at least %lld ms", o->min);
             return -1;
         }
         *(uint64_t *)(base + o->offset) = ms;
@@ -321,7 +311,7 @@ static int set_option(struct gkm_config *cfg, const struct option_def *o,
     case T_INT: {
         long long n;
         if (gkm_parse_ll(v, o->min, o->max, &n, &es) != 0) {
-            seterr(err, errlen, "%s (allowed %lld..%lld)", es, o->min, o->max);
+            gkm_set_err(err, errlen, "%s (allowed %lld..%lld)", es, o->min, o->max);
             return -1;
         }
         *(int *)(base + o->offset) = (int)n;
@@ -335,7 +325,7 @@ static int set_option(struct gkm_config *cfg, const struct option_def *o,
         else if (strcmp(v, "off") == 0)
             cfg->oai_safety = GKM_SAFETY_OFF;
         else {
-            seterr(err, errlen, "expected default, block_none or off");
+            gkm_set_err(err, errlen, "expected default, block_none or off");
             return -1;
         }
         return 0;
@@ -347,7 +337,7 @@ static int set_option(struct gkm_config *cfg, const struct option_def *o,
         else if (strcmp(v, "always") == 0)
             cfg->oai_thoughts = 2;
         else {
-            seterr(err, errlen, "expected on-request, off or always");
+            gkm_set_err(err, errlen, "expected on-request, off or always");
             return -1;
         }
         return 0;
@@ -361,7 +351,7 @@ static int set_option(struct gkm_config *cfg, const struct option_def *o,
             if (eq == NULL || eq == pair || eq[1] == '\0' ||
                 strpbrk(pair, " \t") != NULL) {
                 free(pair);
-                seterr(err, errlen, "expected NAME=MODEL");
+                gkm_set_err(err, errlen, "expected NAME=MODEL");
                 return -1;
             }
             cfg->aliases = gkm_xrealloc(cfg->aliases,
@@ -416,7 +406,7 @@ static int load_token_file(struct gkm_config *cfg, int *from_user, char *err,
     char *data = NULL;
     size_t len = 0;
     if (gkm_read_file(cfg->token_file, 1 << 20, &data, &len) != 0) {
-        seterr(err, errlen, "--token-file %s: %s", cfg->token_file,
+        gkm_set_err(err, errlen, "--token-file %s: %s", cfg->token_file,
                strerror(errno));
         return -1;
     }
@@ -443,7 +433,7 @@ static int load_token_file(struct gkm_config *cfg, int *from_user, char *err,
             if (options[i].type == T_TOKEN)
                 tok = &options[i];
         if (set_option(cfg, tok, line, from_user, e2, sizeof(e2)) != 0) {
-            seterr(err, errlen, "--token-file %s line %d: %s",
+            gkm_set_err(err, errlen, "--token-file %s line %d: %s",
                    cfg->token_file, lineno, e2);
             rc = -1;
             goto out;
@@ -451,7 +441,7 @@ static int load_token_file(struct gkm_config *cfg, int *from_user, char *err,
         added++;
     }
     if (added == 0) {
-        seterr(err, errlen, "--token-file %s contains no tokens",
+        gkm_set_err(err, errlen, "--token-file %s contains no tokens",
                cfg->token_file);
         rc = -1;
     }
@@ -472,7 +462,7 @@ struct gkm_config *gkm_config_load(int argc, char **argv, char **envp,
         if (o->def == NULL)
             continue;
         if (set_option(cfg, o, o->def, NULL, e2, sizeof(e2)) != 0) {
-            seterr(err, errlen, "internal: bad default for %s: %s", o->flag,
+            gkm_set_err(err, errlen, "internal: bad default for %s: %s", o->flag,
                    e2);
             goto fail;
         }
@@ -483,7 +473,7 @@ struct gkm_config *gkm_config_load(int argc, char **argv, char **envp,
         if (v == NULL)
             continue;
         if (set_option(cfg, o, v, &user_tokens, e2, sizeof(e2)) != 0) {
-            seterr(err, errlen, "environment %s=%s: %s", o->env,
+            gkm_set_err(err, errlen, "environment %s=%s: %s", o->env,
                    o->type == T_TOKEN ? "(hidden)" : v, e2);
             goto fail;
         }
@@ -498,7 +488,7 @@ struct gkm_config *gkm_config_load(int argc, char **argv, char **envp,
         cfg->command = GKM_CMD_USAGE;
         first = 2;
     } else if (argc > 1 && strcmp(argv[1], "keys") == 0) {
-        seterr(err, errlen, "unknown command 'keys %s' (did you mean 'keys "
+        gkm_set_err(err, errlen, "unknown command 'keys %s' (did you mean 'keys "
                             "check'?)",
                argc > 2 ? argv[2] : "");
         goto fail;
@@ -517,13 +507,13 @@ struct gkm_config *gkm_config_load(int argc, char **argv, char **envp,
                 cfg->command = GKM_CMD_VERSION;
                 continue;
             }
-            seterr(err, errlen, "unknown option '%s' (see --help)", arg);
+            gkm_set_err(err, errlen, "unknown option '%s' (see --help)", arg);
             goto fail;
         }
         const char *v = inl;
         if (o->type != T_ACTION && o->type != T_FLAG && v == NULL) {
             if (i + 1 >= argc) {
-                seterr(err, errlen, "%s needs a value (%s)", o->flag,
+                gkm_set_err(err, errlen, "%s needs a value (%s)", o->flag,
                        o->metavar);
                 goto fail;
             }
@@ -534,7 +524,7 @@ struct gkm_config *gkm_config_load(int argc, char **argv, char **envp,
             argv_tokens = 1;
         }
         if (set_option(cfg, o, v ? v : "", &user_tokens, e2, sizeof(e2)) != 0) {
-            seterr(err, errlen, "%s %s: %s", o->flag,
+            gkm_set_err(err, errlen, "%s %s: %s", o->flag,
                    o->type == T_TOKEN ? "(hidden)" : (v ? v : ""), e2);
             goto fail;
         }
@@ -550,7 +540,7 @@ struct gkm_config *gkm_config_load(int argc, char **argv, char **envp,
         if (strcmp(cfg->tokens[i], GKM_DEFAULT_TOKEN) == 0)
             default_token = 1;
     if (default_token && !gkm_config_host_is_loopback(cfg->listen_host)) {
-        seterr(err, errlen,
+        gkm_set_err(err, errlen,
                "refusing to listen on %s with the well-known default token "
                "%s: anyone who can reach this port could spend your API "
                "keys. Set a secret token with --token or GKM_TOKEN (for "

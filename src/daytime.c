@@ -24,19 +24,6 @@
 #define ZONEINFO_DIR "/usr/share/zoneinfo"
 #define TZ_NAME_MAX 128
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    GKM_ATTR_PRINTF(3, 4);
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* A zone name is a relative path of [A-Za-z0-9_+-.] components without
  * "." or ".." components (so it cannot leave the zoneinfo directory). */
 static int valid_name(const char *tz)
@@ -114,14 +101,14 @@ int gkm_daytime_setup(const char *tz, char *err, size_t errlen)
 {
     if (tz != NULL && !valid_name(tz) && posix_rule(tz)) {
         if (setenv("TZ", tz, 1) != 0) {
-            set_err(err, errlen, "cannot set TZ: %s", strerror(errno));
+            gkm_set_err(err, errlen, "cannot set TZ: %s", strerror(errno));
             return -1;
         }
         tzset();
         return 0;
     }
     if (tz == NULL || !valid_name(tz)) {
-        set_err(err, errlen,
+        gkm_set_err(err, errlen,
                 "invalid time zone name '%.*s' (expected an IANA name such "
                 "as America/Los_Angeles or UTC, or a POSIX TZ rule)",
                 TZ_NAME_MAX, tz ? tz : "");
@@ -141,7 +128,7 @@ int gkm_daytime_setup(const char *tz, char *err, size_t errlen)
     }
     if (!found) {
         if (strcmp(tz, "UTC") != 0 && strcmp(tz, "Etc/UTC") != 0) {
-            set_err(err, errlen,
+            gkm_set_err(err, errlen,
                     "unknown time zone '%s' (no file %s; is tzdata "
                     "installed?)",
                     tz, path);
@@ -151,7 +138,7 @@ int gkm_daytime_setup(const char *tz, char *err, size_t errlen)
         value = "UTC0";
     }
     if (setenv("TZ", value, 1) != 0) {
-        set_err(err, errlen, "cannot set TZ: %s", strerror(errno));
+        gkm_set_err(err, errlen, "cannot set TZ: %s", strerror(errno));
         return -1;
     }
     tzset();

@@ -25,19 +25,6 @@
 #define PROJECT_MAX 128
 #define KEYFILE_MAX (16u * 1024 * 1024)
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    GKM_ATTR_PRINTF(3, 4);
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int is_blank(char c)
 {
     return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
@@ -130,18 +117,18 @@ static int parse_attr(const char *tok, size_t n, int line, char **project,
     if (n >= plen && memcmp(tok, pfx, plen) == 0) {
         size_t vlen = n - plen;
         if (vlen == 0) {
-            set_err(err, errlen, "line %d: empty project name", line);
+            gkm_set_err(err, errlen, "line %d: empty project name", line);
             return -1;
         }
         if (vlen > PROJECT_MAX) {
-            set_err(err, errlen,
+            gkm_set_err(err, errlen,
                     "line %d: project name too long (max %d characters)",
                     line, PROJECT_MAX);
             return -1;
         }
         for (size_t i = plen; i < n; i++) {
             if (!is_graph(tok[i])) {
-                set_err(err, errlen,
+                gkm_set_err(err, errlen,
                         "line %d: project name contains a control or "
                         "non-ASCII character",
                         line);
@@ -149,7 +136,7 @@ static int parse_attr(const char *tok, size_t n, int line, char **project,
             }
         }
         if (*project != NULL) {
-            set_err(err, errlen, "line %d: project given twice", line);
+            gkm_set_err(err, errlen, "line %d: project given twice", line);
             return -1;
         }
         *project = gkm_xstrndup(tok + plen, vlen);
@@ -161,14 +148,14 @@ static int parse_attr(const char *tok, size_t n, int line, char **project,
     for (size_t i = 0; i < namelen; i++)
         printable &= is_graph(tok[i]);
     if (eq != NULL && namelen > 0 && namelen <= 32 && printable) {
-        set_err(err, errlen,
+        gkm_set_err(err, errlen,
                 "line %d: unknown attribute '%.*s' (only project=NAME is "
                 "allowed after the key)",
                 line, (int)namelen, tok);
     } else {
         char m[GKM_MASK_LEN];
         mask_token(tok, n, m);
-        set_err(err, errlen,
+        gkm_set_err(err, errlen,
                 "line %d: unexpected text %s after the key (one key per "
                 "line; only project=NAME may follow it)",
                 line, m);
@@ -183,7 +170,7 @@ static int check_key(const char *tok, size_t n, int line, char *err,
     char m[GKM_MASK_LEN];
     if (n > KEY_MAX) {
         mask_token(tok, n, m);
-        set_err(err, errlen,
+        gkm_set_err(err, errlen,
                 "line %d: key %s is too long (%zu characters, max %d)", line,
                 m, n, KEY_MAX);
         return -1;
@@ -191,7 +178,7 @@ static int check_key(const char *tok, size_t n, int line, char *err,
     for (size_t i = 0; i < n; i++) {
         if (!is_graph(tok[i])) {
             mask_token(tok, n, m);
-            set_err(err, errlen,
+            gkm_set_err(err, errlen,
                     "line %d: key %s contains a control or non-ASCII "
                     "character at position %zu",
                     line, m, i + 1);
@@ -318,22 +305,22 @@ int gkm_keyfile_load(const char *path, struct gkm_keyfile *out, char *err,
     memset(out, 0, sizeof(*out));
     if (gkm_read_file(path, KEYFILE_MAX, &text, &len) != 0) {
         if (errno == ENOENT)
-            set_err(err, errlen, "key file %s not found", path);
+            gkm_set_err(err, errlen, "key file %s not found", path);
         else if (errno == EFBIG)
-            set_err(err, errlen, "key file %s is too large (max %u bytes)",
+            gkm_set_err(err, errlen, "key file %s is too large (max %u bytes)",
                     path, KEYFILE_MAX);
         else
-            set_err(err, errlen, "cannot read key file %s: %s", path,
+            gkm_set_err(err, errlen, "cannot read key file %s: %s", path,
                     strerror(errno));
         goto out;
     }
     if (gkm_keyfile_parse(text, len, out, msg, sizeof(msg)) != 0) {
-        set_err(err, errlen, "key file %s: %s", path, msg);
+        gkm_set_err(err, errlen, "key file %s: %s", path, msg);
         goto out;
     }
     if (out->n == 0) {
         gkm_keyfile_free(out);
-        set_err(err, errlen, "key file %s contains no keys", path);
+        gkm_set_err(err, errlen, "key file %s contains no keys", path);
         goto out;
     }
     rc = 0;

@@ -202,17 +202,6 @@ void gkm_proxy_native(struct gkm_app *app, struct evhttp_request *req)
     }
     p->up_path_query = gkm_xasprintf("%s%s%s", p->path, p->query[0] ? "?" : "",
                                      p->query);
-    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
-    const char *conn = evhttp_find_header(h, "Connection");
-    size_t n = 0;
-    for (struct evkeyval *kv = h->tqh_first; kv; kv = kv->next.tqe_next)
-        n++;
-    p->up_headers = gkm_xcalloc(n + 1, sizeof(char *));
-    for (struct evkeyval *kv = h->tqh_first; kv; kv = kv->next.tqe_next) {
-        if (gkm_route_drop_request_header(kv->key, conn))
-            continue;
-        p->up_headers[p->nup_headers++] =
-            gkm_xasprintf("%s: %s", kv->key, kv->value);
-    }
+    gkm_preq_forward_headers(p);
     gkm_preq_start(p);
 }

@@ -426,59 +426,58 @@ static void opts_from_config(struct gkm_app *app, struct gkm_oai_opts *o)
     o->thoughts = (enum gkm_oai_thoughts)app->cfg->oai_thoughts;
 }
 
-static void start_chat(struct gkm_preq *p, struct oai *st)
+/* Parse and translate the client's body for st->kind (chat or
+ * embeddings); on success the Gemini model picks the rotation and the
+ * client's own model name is echoed back. Returns 0, or -1 after
+ * replying with the OpenAI error. */
+static int translate(struct gkm_preq *p, struct oai *st)
 {
     json_t *req = parse_body(p);
     if (req == NULL)
-        return;
+        return -1;
     struct gkm_oai_err e;
     gkm_oai_err_init(&e);
-    if (gkm_oai_chat_to_gemini(req, &st->opts, &st->chat, &e) != 0) {
+    int rc = st->kind == K_CHAT
+                 ? gkm_oai_chat_to_gemini(req, &st->opts, &st->chat, &e)
+                 : gkm_oai_embed_to_gemini(req, &st->opts, &st->embed, &e);
+    if (rc != 0) {
         json_decref(req);
         p->outcome = "invalid request";
         reply_err(p, &e, 0);
-        return;
+        return -1;
     }
+    const char *model = st->kind == K_CHAT ? st->chat.model : st->embed.model;
     const char *asked = json_string_value(json_object_get(req, "model"));
     snprintf(st->model_echo, sizeof(st->model_echo), "%s",
-             asked ? asked : st->chat.model);
+             asked ? asked : model);
+    snprintf(p->model, sizeof(p->model), "%s", model);
     json_decref(req);
-    snprintf(p->model, sizeof(p->model), "%s", st->chat.model);
+    p->up_method = "POST";
+    json_headers(p);
+    return 0;
+}
+
+static void start_chat(struct gkm_preq *p, struct oai *st)
+{
+    if (translate(p, st) != 0)
+        return;
     snprintf(st->id, sizeof(st->id), "chatcmpl-%s-%llx",
              p->idstr, (unsigned long long)gkm_now_ms());
-    p->up_method = "POST";
     p->up_path_query = gkm_xasprintf(
         "/v1beta/models/%s:%s", st->chat.model,
         st->chat.stream ? "streamGenerateContent?alt=sse" : "generateContent");
     set_json_body(p, st->chat.body);
-    json_headers(p);
     gkm_preq_start(p);
 }
 
 static void start_embed(struct gkm_preq *p, struct oai *st)
 {
-    json_t *req = parse_body(p);
-    if (req == NULL)
+    if (translate(p, st) != 0)
         return;
-    struct gkm_oai_err e;
-    gkm_oai_err_init(&e);
-    if (gkm_oai_embed_to_gemini(req, &st->opts, &st->embed, &e) != 0) {
-        json_decref(req);
-        p->outcome = "invalid request";
-        reply_err(p, &e, 0);
-        return;
-    }
-    const char *asked = json_string_value(json_object_get(req, "model"));
-    snprintf(st->model_echo, sizeof(st->model_echo), "%s",
-             asked ? asked : st->embed.model);
-    json_decref(req);
-    snprintf(p->model, sizeof(p->model), "%s", st->embed.model);
     st->data = json_array();
-    p->up_method = "POST";
     p->up_path_query =
         gkm_xasprintf("/v1beta/models/%s:batchEmbedContents", st->embed.model);
     set_json_body(p, st->embed.batches[0]);
-    json_headers(p);
     gkm_preq_start(p);
 }
 
@@ -536,19 +535,7 @@ static void start_compat(struct gkm_preq *p, struct gkm_app *app,
     p->pass_headers = 1;
     p->up_path_query = gkm_xasprintf("%s%s%s", p->path, p->query[0] ? "?" : "",
                                      p->query);
-    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
-    const char *conn = evhttp_find_header(h, "Connection");
-    size_t n = 0;
-    for (struct evkeyval *kv = h->tqh_first; kv; kv = kv->next.tqe_next)
-        n++;
-    p->up_headers = gkm_xcalloc(n + 1, sizeof(char *));
-    for (struct evkeyval *kv = h->tqh_first; kv; kv = kv->next.tqe_next) {
-        if (gkm_route_drop_request_header(kv->key, conn))
-            continue;
-        p->up_headers[p->nup_headers++] =
-            gkm_xasprintf("%s: %s", kv->key, kv->value);
-    }
-    (void)app;
+    gkm_preq_forward_headers(p);
     gkm_preq_start(p);
 }
 

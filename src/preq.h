@@ -135,6 +135,10 @@ struct gkm_preq *gkm_preq_new(struct gkm_app *app, struct evhttp_request *req,
  * have set up_method, up_path_query, model (and up_body if it rewrote the
  * body) first. */
 void gkm_preq_start(struct gkm_preq *p);
+/* Forward the client's request headers upstream (up_headers), less
+ * hop-by-hop headers, credentials, cookies and what libcurl sets itself
+ * (route.c gkm_route_drop_request_header). */
+void gkm_preq_forward_headers(struct gkm_preq *p);
 /* Send a further upstream request for the same client request (the
  * surface changed up_path_query / up_body, e.g. the next embeddings batch
  * or models page); only from the surface's body() callback, before any

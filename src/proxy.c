@@ -889,6 +889,22 @@ struct gkm_preq *gkm_preq_new(struct gkm_app *app, struct evhttp_request *req,
     return p;
 }
 
+void gkm_preq_forward_headers(struct gkm_preq *p)
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(p->req);
+    const char *conn = evhttp_find_header(h, "Connection");
+    size_t n = 0;
+    for (struct evkeyval *kv = h->tqh_first; kv; kv = kv->next.tqe_next)
+        n++;
+    p->up_headers = gkm_xcalloc(n + 1, sizeof(char *));
+    for (struct evkeyval *kv = h->tqh_first; kv; kv = kv->next.tqe_next) {
+        if (gkm_route_drop_request_header(kv->key, conn))
+            continue;
+        p->up_headers[p->nup_headers++] =
+            gkm_xasprintf("%s: %s", kv->key, kv->value);
+    }
+}
+
 void gkm_preq_restart(struct gkm_preq *p)
 {
     p->attempts_base = p->attempts;

@@ -78,6 +78,16 @@ char *gkm_xasprintf(const char *fmt, ...)
     return p;
 }
 
+void gkm_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
 int gkm_ct_equal(const char *a, size_t alen, const char *b, size_t blen)
 {
     /* Compare over the longer length so the time depends on lengths only;

@@ -27,6 +27,11 @@ char *gkm_xstrndup(const char *s, size_t n);
 /* printf into a fresh heap string (aborts on OOM). Caller frees. */
 char *gkm_xasprintf(const char *fmt, ...) GKM_ATTR_PRINTF(1, 2);
 
+/* Format a message into err (errlen bytes; both may be NULL/0). For the
+ * "char *err, size_t errlen" out-parameters used across the modules. */
+void gkm_set_err(char *err, size_t errlen, const char *fmt, ...)
+    GKM_ATTR_PRINTF(3, 4);
+
 /* Constant-time comparison of two byte strings: the time taken depends only
  * on the lengths, never on where they differ. Returns 1 if equal. */
 int gkm_ct_equal(const char *a, size_t alen, const char *b, size_t blen);
