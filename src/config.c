@@ -143,6 +143,11 @@ static const struct option_def options[] = {
      "Gemini thought summaries on the OpenAI endpoint: 'on-request' when "
      "the client sends reasoning_effort, 'always', or 'off'. They arrive as "
      "reasoning_content."},
+    {"--sse-keepalive", "GKM_SSE_KEEPALIVE", "DURATION", T_DURATION,
+     OFF(sse_keepalive_ms), "15s", 0, 3600000,
+     "On OpenAI streams, send an SSE comment when nothing was sent for this "
+     "long (long thinking), so proxies and clients with idle timeouts keep "
+     "the connection (0: never)."},
     {"--model-alias", "GKM_MODEL_ALIASES", "NAME=MODEL", T_ALIAS,
      OFF(aliases), NULL, 0, 0,
      "Let OpenAI clients ask for NAME (e.g. gpt-4o) and get MODEL (e.g. "

@@ -61,6 +61,7 @@ struct gkm_config {
     /* OpenAI surface. */
     int oai_safety;   /* enum gkm_safety_mode */
     int oai_thoughts; /* enum gkm_oai_thoughts (oai_req.h) */
+    uint64_t sse_keepalive_ms; /* SSE comment after this much silence */
     char **aliases;   /* "name=model" */
     size_t naliases;
 };

@@ -150,6 +150,7 @@ static enum gkm_relay o_begin(struct gkm_preq *p, long status, long long clen)
         };
         st->stream = gkm_oai_stream_new(&ctx, STREAM_EVENT_MAX);
         st->tap = gkm_tap_new(GKM_TAP_SSE);
+        p->sse_keepalive = 1; /* comments are part of OpenAI's SSE */
         gkm_preq_stream_begin(p, 200, "text/event-stream; charset=utf-8");
         return GKM_RELAY_STREAM;
     }

@@ -78,6 +78,8 @@ struct gkm_preq {
     struct evhttp_connection *evcon;
     struct event *watch;   /* EV_CLOSED on the client socket */
     struct event *kill_ev; /* deferred close after a mid-stream break */
+    struct event *keepalive_ev; /* SSE comments while the upstream is silent */
+    int64_t last_out_ms;        /* monotonic time of the last bytes sent */
     struct event *retry_ev; /* backoff before the next attempt */
     uint64_t id;
     char idstr[20];
@@ -100,6 +102,7 @@ struct gkm_preq {
     enum gkm_cred cred;
     char model[GKM_MODEL_MAX + 1]; /* for rotation and accounting */
     int pass_headers; /* relay the upstream's response headers (native) */
+    int sse_keepalive; /* surface accepts SSE comments in its stream */
     uint64_t collect_cap; /* COLLECT body cap */
 
     /* The current attempt. */
@@ -152,7 +155,10 @@ void gkm_preq_fail(struct gkm_preq *p, int status, const char *gstatus,
  * ctype may be NULL (keep what the headers say). */
 void gkm_preq_reply(struct gkm_preq *p, long status, const char *ctype,
                     const char *data, size_t len, long retry_after_s);
-/* Start a streamed reply (chunked) with status and content type. */
+/* Start a streamed reply (chunked) with status and content type. For
+ * text/event-stream replies of a surface that sets sse_keepalive, an SSE
+ * comment (": keep-alive") is sent whenever nothing else was sent for
+ * --sse-keepalive, so idle-timeout proxies in between keep the stream. */
 void gkm_preq_stream_begin(struct gkm_preq *p, long status, const char *ctype);
 
 /* Account what a tap saw in a 2xx answer to the current key and model:

@@ -240,6 +240,8 @@ static void finish(struct gkm_preq *p)
         event_free(p->kill_ev);
     if (p->retry_ev)
         event_free(p->retry_ev);
+    if (p->keepalive_ev)
+        event_free(p->keepalive_ev);
     if (p->xfer) {
         gkm_xfer_cancel(p->xfer);
         p->xfer = NULL;
@@ -398,7 +400,20 @@ static int send_chunk(struct gkm_preq *p, const char *data, size_t len)
     evhttp_send_reply_chunk_with_cb(p->req, b, on_flushed, p);
     evbuffer_free(b);
     p->bytes_out += len;
+    p->last_out_ms = gkm_mono_ms();
     return 0;
+}
+
+static void on_keepalive(evutil_socket_t fd, short what, void *arg)
+{
+    struct gkm_preq *p = arg;
+    int64_t every = (int64_t)p->app->cfg->sse_keepalive_ms;
+    if (p->req == NULL || !p->reply_started || p->abort_after_flush)
+        return;
+    if (gkm_mono_ms() - p->last_out_ms >= every - 50) {
+        static const char ka[] = ": keep-alive\n\n";
+        (void)send_chunk(p, ka, sizeof(ka) - 1);
+    }
 }
 
 void gkm_preq_stream_begin(struct gkm_preq *p, long status, const char *ctype)
@@ -414,6 +429,15 @@ void gkm_preq_stream_begin(struct gkm_preq *p, long status, const char *ctype)
     evhttp_send_reply_start(p->req, (int)status, NULL);
     p->reply_started = 1;
     p->final_status = status;
+    p->last_out_ms = gkm_mono_ms();
+    uint64_t every = p->app->cfg->sse_keepalive_ms;
+    if (p->sse_keepalive && every > 0 && ct && strstr(ct, "text/event-stream")) {
+        p->keepalive_ev = event_new(p->app->base, -1, EV_PERSIST, on_keepalive, p);
+        struct timeval tv = {(time_t)(every / 1000),
+                             (suseconds_t)((every % 1000) * 1000)};
+        if (p->keepalive_ev)
+            event_add(p->keepalive_ev, &tv);
+    }
 }
 
 /* Redact surface output and send it. */

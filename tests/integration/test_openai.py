@@ -245,6 +245,32 @@ def stream_disconnect_cancels_upstream(fake):
 
 
 @test()
+def stream_keepalive_comments(fake):
+    # A model that thinks between chunks: the client still hears from the
+    # proxy every --sse-keepalive, and the SDK-visible events are unchanged.
+    fake.config(stream={"chunks": 3, "chunk_delay_ms": 1300})
+    with Proxy(fake.url, args=["--sse-keepalive", "500ms"]) as px:
+        c, r = post(px, CHAT, chat_req(stream=True, messages=[
+            {"role": "user", "content": "alpha beta gamma delta"}]), stream=True)
+        assert r.status == 200
+        raw = r.read()
+        c.close()
+        assert raw.count(b": keep-alive\n\n") >= 3, raw
+        ev = events(raw)
+        assert ev[-1] == "[DONE]"
+        text = "".join(json.loads(e)["choices"][0]["delta"].get("content") or ""
+                       for e in ev[:-1] if json.loads(e)["choices"])
+        assert "alpha beta gamma delta" in text
+    # Off with 0.
+    fake.config(stream={"chunks": 2, "chunk_delay_ms": 700})
+    with Proxy(fake.url, args=["--sse-keepalive", "0"]) as px:
+        c, r = post(px, CHAT, chat_req(stream=True), stream=True)
+        raw = r.read()
+        c.close()
+        assert b"keep-alive" not in raw
+
+
+@test()
 def google_compat_passthrough(fake):
     with Proxy(fake.url) as px:
         st, _, body = post(px, "/v1beta/openai/chat/completions",

@@ -9,8 +9,10 @@ from gkm import KEYS, SDK_DIR, TOKEN, Proxy, ensure_sdk, run, test
 @test(timeout=300)
 def openai_js_sdk(fake):
     node = ensure_sdk()
-    fake.config(stream={"chunks": 4})
-    with Proxy(fake.url) as px:
+    # Chunks 400 ms apart with keep-alive comments every 150 ms: the SDK
+    # must take SSE comments in its stride.
+    fake.config(stream={"chunks": 4, "chunk_delay_ms": 400})
+    with Proxy(fake.url, args=["--sse-keepalive", "150ms"]) as px:
         r = subprocess.run([node, os.path.join(SDK_DIR, "openai_sdk.mjs"),
                             "http://127.0.0.1:%d/v1" % px.port, TOKEN],
                            capture_output=True, text=True, timeout=120)
