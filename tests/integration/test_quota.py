@@ -146,6 +146,38 @@ def waits_for_cooldown(fake):
 
 
 @test()
+def disconnect_while_waiting_or_backing_off(fake):
+    # A client that leaves while its request waits for a cooldown or for a
+    # retry backoff: the wait is cancelled, nothing more goes upstream, the
+    # proxy keeps serving.
+    import socket
+    body = b'{"contents":[{"parts":[{"text":"hi"}]}]}'
+    req = (b"POST /v1beta/models/%s:generateContent HTTP/1.1\r\nHost: x\r\n"
+           b"x-goog-api-key: PLACEHOLDER_GEMINI_TOKEN\r\nContent-Length: %d\r\n\r\n%s"
+           % (MODEL.encode(), len(body), body))
+    with Proxy(fake.url, keys=KEYS[:1],
+               args=FAST + ["--max-wait", "10s", "--server-backoff", "3s",
+                            "--server-backoff-max", "3s"]) as px:
+        for rule in ({"respond": "quota_minute", "retry_delay": "5s", "times": 1},
+                     {"respond": "overloaded", "times": 1}):
+            fake.config(rules=[rule])
+            fake.clear()
+            s = socket.create_connection(("127.0.0.1", px.port))
+            s.sendall(req)
+            time.sleep(0.6)
+            s.close()
+            assert wait_for(lambda: "client closed" in px.log(), timeout=3)
+            time.sleep(0.2)
+            assert len(fake.requests()) == 1, fake.requests()
+            fake.config(rules=[])
+            if rule["respond"] == "quota_minute":
+                time.sleep(5)  # let the cooldown end before the next case
+            assert px.generate()[0] == 200
+            open(px.logfile, "w").close()
+        assert px.stop() == 0
+
+
+@test()
 def retry_after_values(fake):
     with Proxy(fake.url, keys=KEYS[:1], args=FAST + ["--max-wait", "0"]) as px:
         fake.config(rules=[{"respond": "quota_minute", "retry_delay": "30s", "times": 1}])
