@@ -176,4 +176,24 @@ void gkm_preq_note(struct gkm_preq *p, const char *text);
  * -1 before the first attempt. */
 long gkm_preq_key(const struct gkm_preq *p);
 
+/* ---- shared by the core's two halves (proxy.c, client.c) only ---------- */
+
+/* End the request: log its line, free everything, drop it from in flight. */
+void gkm_preq_finish(struct gkm_preq *p);
+/* The real key of the current attempt (borrowed) or NULL. */
+const char *gkm_preq_secret(const struct gkm_preq *p);
+/* Watch the client for leaving / stop watching (before any call that can
+ * free its connection). */
+void gkm_client_watch(struct gkm_preq *p);
+void gkm_client_unwatch(struct gkm_preq *p);
+/* Bytes waiting in the client connection's output buffer. */
+size_t gkm_client_backlog(struct gkm_preq *p);
+/* Send bytes as one chunk of the streamed reply (no redaction): 0 / -1. */
+int gkm_client_send(struct gkm_preq *p, const char *data, size_t len);
+/* Redact and send surface output in a streamed reply: 0 / -1. */
+int gkm_client_relay(struct gkm_preq *p, const char *data, size_t len);
+/* Close the client connection once its backlog is written, without the
+ * final chunk (a truncated stream must not look complete). */
+void gkm_client_schedule_close(struct gkm_preq *p);
+
 #endif
