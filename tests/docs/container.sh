@@ -75,7 +75,10 @@ secs=$(python3 -c "print(round($t1 - $t0, 2))")
 rc=$(podman inspect -f '{{.State.ExitCode}}' "$cname")
 [ "$rc" = 0 ] || fail "exit status $rc after SIGTERM"
 python3 -c "import sys; sys.exit(0 if $secs < 5 else 1)" || fail "took ${secs}s to stop"
-podman logs "$cname" 2>&1 | grep -q "SIGTERM: no longer accepting connections" \
+# Read the whole log first: grep -q would close the pipe early and, with
+# pipefail, turn podman's SIGPIPE into a failure.
+logs="$(podman logs "$cname" 2>&1)"
+grep -q "SIGTERM: no longer accepting connections" <<<"$logs" \
   || fail "no drain message in the log"
 [ -f "$data/key_usage.txt" ] || fail "no key_usage.txt in the volume"
 mode=$(stat -c %a "$data/key_usage.txt")
