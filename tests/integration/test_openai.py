@@ -248,7 +248,8 @@ def stream_disconnect_cancels_upstream(fake):
 def stream_keepalive_comments(fake):
     # A model that thinks between chunks: the client still hears from the
     # proxy every --sse-keepalive, and the SDK-visible events are unchanged.
-    fake.config(stream={"chunks": 3, "chunk_delay_ms": 1300})
+    # 3 gaps of 1.2 s between 4 chunks: at least one comment in each.
+    fake.config(stream={"chunks": 4, "chunk_delay_ms": 1200})
     with Proxy(fake.url, args=["--sse-keepalive", "500ms"]) as px:
         c, r = post(px, CHAT, chat_req(stream=True, messages=[
             {"role": "user", "content": "alpha beta gamma delta"}]), stream=True)
@@ -260,7 +261,7 @@ def stream_keepalive_comments(fake):
         assert ev[-1] == "[DONE]"
         text = "".join(json.loads(e)["choices"][0]["delta"].get("content") or ""
                        for e in ev[:-1] if json.loads(e)["choices"])
-        assert "alpha beta gamma delta" in text
+        assert "alpha beta gamma delta" in text, text
     # Off with 0.
     fake.config(stream={"chunks": 2, "chunk_delay_ms": 700})
     with Proxy(fake.url, args=["--sse-keepalive", "0"]) as px:
