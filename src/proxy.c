@@ -268,16 +268,6 @@ static enum gkm_data_rc on_up_data(void *arg, const char *data, size_t n)
     return GKM_DATA_ABORT;
 }
 
-static long retry_after_seconds(int64_t at_ms, int64_t now_ms)
-{
-    if (at_ms == GKM_FOREVER)
-        return 0;
-    int64_t d = at_ms - now_ms;
-    if (d < 1000)
-        return 1;
-    return (long)((d + 999) / 1000);
-}
-
 static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct gkm_preq *p = arg;
@@ -427,7 +417,9 @@ static void reply_no_key(struct gkm_preq *p, const struct gkm_pick *pk)
 {
     struct gkm_app *app = p->app;
     int64_t now = gkm_now_ms();
-    long ra = retry_after_seconds(pk->retry_at_ms, now);
+    long ra = pk->retry_at_ms == GKM_FOREVER
+                  ? 0 /* no Retry-After: nothing comes back by itself */
+                  : gkm_policy_retry_after_s(pk->retry_at_ms, now);
     const char *model = p->model[0] ? p->model : "(no model)";
     size_t nkeys = gkm_pool_size(app->pool);
     char msg[640];
