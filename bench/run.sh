@@ -6,13 +6,13 @@
 # and throughput with 10,000 keys of which 9,999 are benched.
 #
 # usage: bench/run.sh [seconds-per-run (default 10)] [streams (default 1000)]
-# Needs: wrk, nginx (scripts/deps.sh --test installs them), python3.
+# Needs: wrk, nginx (scripts/deps.sh --bench installs them), python3.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DUR="${1:-10}"
 NSTREAMS="${2:-1000}"
 cd "$here"
-scripts/deps.sh --test
+scripts/deps.sh --bench
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build-bench -j"$(nproc)" --target gemini-key-manager fake-gemini >/dev/null
 ulimit -n 65536 || ulimit -n 8192

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Install the Debian/Ubuntu packages needed to build and test
-# gemini-key-manager, if any are missing. Safe to run repeatedly.
+# Install the Debian/Ubuntu packages needed to build gemini-key-manager, if
+# any are missing. Safe to run repeatedly.
+#   --test   also what the test suite needs (clang for the fuzzers, Node.js
+#            and npm for the OpenAI SDK test)
+#   --bench  also what bench/run.sh needs (nginx, wrk)
 set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config libevent-dev libcurl4-openssl-dev
       libjansson-dev libcmocka-dev python3 curl ca-certificates tzdata)
+if [[ "${1:-}" == "--bench" ]]; then
+  PKGS+=(nginx-light wrk)
+fi
 if [[ "${1:-}" == "--test" ]]; then
-  PKGS+=(clang nginx-light wrk)
+  PKGS+=(clang)
   # The OpenAI SDK test needs Node.js and npm; any installation will do.
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     PKGS+=(nodejs npm)
