@@ -31,7 +31,7 @@
 #define PROBE_PARALLEL 8
 #define PROBE_BODY_CAP (64 * 1024)
 
-static struct gkm_pool *pool_from(const struct gkm_keyfile *kf)
+struct gkm_pool *gkm_cli_pool(const struct gkm_keyfile *kf)
 {
     struct gkm_pool_key_spec *specs = gkm_xcalloc(kf->n, sizeof(*specs));
     for (size_t i = 0; i < kf->n; i++) {
@@ -83,7 +83,7 @@ static int load_usage_readonly(const struct gkm_config *cfg,
 
 int gkm_cli_usage(const struct gkm_config *cfg, const struct gkm_keyfile *kf)
 {
-    struct gkm_pool *pool = pool_from(kf);
+    struct gkm_pool *pool = gkm_cli_pool(kf);
     char day[11];
     int rc = 2;
     if (load_usage_readonly(cfg, pool, day) != 0)
@@ -213,7 +213,7 @@ int gkm_cli_keys_check(const struct gkm_config *cfg,
     int rc = 2;
     memset(&run, 0, sizeof(run));
     run.cfg = cfg;
-    run.pool = pool_from(kf);
+    run.pool = gkm_cli_pool(kf);
     run.n = gkm_pool_size(run.pool);
     char day[11];
     if (load_usage_readonly(cfg, run.pool, day) != 0)

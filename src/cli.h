@@ -8,8 +8,13 @@
 #define GKM_CLI_H
 
 struct gkm_config;
+struct gkm_pool;
 struct gkm_keyfile;
 struct gkm_log;
+
+/* A key pool over the keys of kf (in file order, with their projects).
+ * Never NULL. */
+struct gkm_pool *gkm_cli_pool(const struct gkm_keyfile *kf);
 
 /* Each returns the process exit status. keys check: 0 when every key
  * answered as valid (or only quota-limited), 1 when any key is invalid,

@@ -41,18 +41,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     gkm_app_begin_drain(app, sig == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-static struct gkm_pool *build_pool(const struct gkm_keyfile *kf)
-{
-    struct gkm_pool_key_spec *specs = gkm_xcalloc(kf->n, sizeof(*specs));
-    for (size_t i = 0; i < kf->n; i++) {
-        specs[i].secret = kf->keys[i].secret;
-        specs[i].project = kf->keys[i].project;
-    }
-    struct gkm_pool *pool = gkm_pool_new(specs, kf->n);
-    free(specs);
-    return pool;
-}
-
 /* The OpenAI surface's fixed JSON inputs, built once from the config. */
 static void build_oai_tables(struct gkm_app *app, const struct gkm_config *cfg)
 {
@@ -166,7 +154,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < kf.nwarnings; i++)
         gkm_warn(app.log, "%s", kf.warnings[i]);
 
-    app.pool = build_pool(&kf);
+    app.pool = gkm_cli_pool(&kf);
     build_oai_tables(&app, cfg);
     gkm_policy_defaults(&app.policy);
     app.policy.minute_fallback_ms = (int64_t)cfg->minute_cooldown_ms;

@@ -227,6 +227,16 @@ def assert_no_keys(blob, keys=KEYS):
         assert k not in blob, "a real key leaked: %s" % mask(k)
 
 
+def read_rest(r):
+    """Everything left of a streamed http.client response, as it arrives."""
+    out = b""
+    while True:
+        b = r.read1(65536)
+        if not b:
+            return out
+        out += b
+
+
 def wait_for(pred, timeout=5.0, step=0.05):
     end = time.time() + timeout
     while time.time() < end:

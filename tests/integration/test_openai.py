@@ -8,7 +8,8 @@ import json
 import socket
 import time
 
-from gkm import (KEYS, TOKEN, Proxy, assert_no_keys, run, test, wait_for)
+from gkm import (KEYS, TOKEN, Proxy, assert_no_keys, read_rest, run, test,
+                 wait_for)
 
 CHAT = "/v1/chat/completions"
 
@@ -80,12 +81,7 @@ def chat_streams_incrementally(fake):
         assert r.status == 200 and r.getheader("Content-Type").startswith("text/event-stream")
         first = r.read1(65536)
         t_first = time.time() - t0
-        rest = b""
-        while True:
-            b = r.read1(65536)
-            if not b:
-                break
-            rest += b
+        rest = read_rest(r)
         t_all = time.time() - t0
         c.close()
         assert t_first < t_all - 0.6, (t_first, t_all)

@@ -8,7 +8,8 @@ import signal
 import socket
 import time
 
-from gkm import (KEYS, MODEL, TOKEN, Proxy, gen_body, run, test, wait_for)
+from gkm import (KEYS, MODEL, TOKEN, Proxy, gen_body, read_rest, run, test,
+                 wait_for)
 
 STREAM_PATH = "/v1beta/models/%s:streamGenerateContent" % MODEL
 
@@ -23,15 +24,6 @@ def first_event(r):
             break
         got += b
     return got
-
-
-def read_rest(r):
-    out = b""
-    while True:
-        b = r.read1(65536)
-        if not b:
-            return out
-        out += b
 
 
 def open_stream(px, query="?alt=sse", text="one two three four five six"):
@@ -74,12 +66,7 @@ def json_array_arrives_incrementally(fake):
         assert r.status == 200
         first = r.read1(65536)
         t_first = time.time() - t0
-        rest = b""
-        while True:
-            b = r.read1(65536)
-            if not b:
-                break
-            rest += b
+        rest = read_rest(r)
         t_all = time.time() - t0
         c.close()
         assert first.lstrip().startswith(b"["), first[:40]
