@@ -376,7 +376,7 @@ void gkm_preq_forward_headers(struct gkm_preq *p)
         if (gkm_route_drop_request_header(kv->key, conn))
             continue;
         p->up_headers[p->nup_headers++] =
-            gkm_xasprintf("%s: %s", kv->key, kv->value);
+            gkm_xjoin3(kv->key, ": ", kv->value);
     }
 }
 

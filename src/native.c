@@ -200,8 +200,7 @@ void gkm_proxy_native(struct gkm_app *app, struct evhttp_request *req)
                       0);
         return;
     }
-    p->up_path_query = gkm_xasprintf("%s%s%s", p->path, p->query[0] ? "?" : "",
-                                     p->query);
+    p->up_path_query = gkm_xjoin3(p->path, p->query[0] ? "?" : "", p->query);
     gkm_preq_forward_headers(p);
     gkm_preq_start(p);
 }

@@ -32,8 +32,9 @@ struct call {
 struct walk {
     json_t *contents;
     json_t *sys_parts;
-    struct call *calls;
+    struct call *calls; /* grown on demand, up to CALLS_MAX */
     size_t ncalls;
+    size_t acalls;
     int tool_run;       /* inside a run of tool/function messages */
     size_t calls_msg;   /* index of the first assistant message of the turn */
     int gemini3;
@@ -381,6 +382,10 @@ static int add_call(struct walk *w, const json_t *tc, const json_t *fn,
         json_object_set(part, "thoughtSignature", (json_t *)ec);
     json_array_append_new(parts, part);
 
+    if (w->ncalls == w->acalls) {
+        w->acalls = w->acalls ? w->acalls * 2 : 8;
+        w->calls = gkm_xrealloc(w->calls, w->acalls * sizeof(*w->calls));
+    }
     struct call *c = &w->calls[w->ncalls++];
     c->id = id ? gkm_xstrndup(json_string_value(id), json_string_length(id))
                : NULL;
@@ -580,7 +585,6 @@ int gkm_oai_messages_to_contents(const json_t *messages, const char *model,
     memset(&w, 0, sizeof(w));
     w.contents = json_array();
     w.sys_parts = json_array();
-    w.calls = gkm_xcalloc(CALLS_MAX, sizeof(*w.calls));
     w.gemini3 = gkm_oai_model_is_gemini3(model);
     w.err = err;
     if (!json_is_array(messages) || json_array_size(messages) == 0) {

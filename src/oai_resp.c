@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "jsonw.h"
 #include "oai_err.h"
 #include "oai_req.h"
 #include "util.h"
@@ -60,15 +61,28 @@ json_t *gkm_oai_usage(const json_t *um)
     json_int_t total = count(um, "totalTokenCount");
     if (total == 0)
         total = prompt + completion;
-    return json_pack(
-        "{sI sI sI s{sI sI} s{sI sI}}", "prompt_tokens", prompt,
-        "completion_tokens", completion, "total_tokens", total,
-        "prompt_tokens_details", "cached_tokens",
-        count(um, "cachedContentTokenCount"), "audio_tokens",
-        modality(json_object_get(um, "promptTokensDetails"), "AUDIO"),
-        "completion_tokens_details", "reasoning_tokens", thoughts,
-        "audio_tokens",
-        modality(json_object_get(um, "candidatesTokensDetails"), "AUDIO"));
+    /* Built member by member: json_pack re-parses its format on every
+     * call, and this runs once per answer and per streamed usage chunk. */
+    json_t *u = json_object(), *pd = json_object(), *cd = json_object();
+    json_object_set_new_nocheck(u, "prompt_tokens", json_integer(prompt));
+    json_object_set_new_nocheck(u, "completion_tokens",
+                                json_integer(completion));
+    json_object_set_new_nocheck(u, "total_tokens", json_integer(total));
+    json_object_set_new_nocheck(
+        pd, "cached_tokens",
+        json_integer(count(um, "cachedContentTokenCount")));
+    json_object_set_new_nocheck(
+        pd, "audio_tokens",
+        json_integer(
+            modality(json_object_get(um, "promptTokensDetails"), "AUDIO")));
+    json_object_set_new_nocheck(u, "prompt_tokens_details", pd);
+    json_object_set_new_nocheck(cd, "reasoning_tokens", json_integer(thoughts));
+    json_object_set_new_nocheck(
+        cd, "audio_tokens",
+        json_integer(
+            modality(json_object_get(um, "candidatesTokensDetails"), "AUDIO")));
+    json_object_set_new_nocheck(u, "completion_tokens_details", cd);
+    return u;
 }
 
 /* "call_" + 24 [A-Za-z0-9] from (completion id, choice, index): FNV-1a
@@ -129,7 +143,7 @@ json_t *gkm_oai_tool_call(const json_t *part, const char *completion_id,
     } else {
         id = json_stringn(base, blen);
     }
-    char *a = json_is_object(args) ? json_dumps(args, JSON_COMPACT)
+    char *a = json_is_object(args) ? gkm_json_dump(args, NULL)
                                    : gkm_xstrdup("{}");
     json_t *tc = json_pack("{so ss s{sO ss}}", "id", id, "type", "function",
                            "function", "name", name, "arguments", a ? a : "{}");
@@ -220,7 +234,8 @@ static json_t *choice_from_candidate(const json_t *cand, size_t pos,
     const char *fr = json_string_value(json_object_get(cand, "finishReason"));
     const char *finish = json_array_size(calls) > 0 ? "tool_calls"
                                                     : gkm_oai_finish_reason(fr);
-    json_t *msg = json_pack("{ss}", "role", "assistant");
+    json_t *msg = json_object();
+    json_object_set_new_nocheck(msg, "role", json_string("assistant"));
     if (has_text)
         json_object_set_new(msg, "content",
                             json_stringn(text.data ? text.data : "", text.len));
@@ -238,8 +253,12 @@ static json_t *choice_from_candidate(const json_t *cand, size_t pos,
     gkm_buf_free(&text);
     gkm_buf_free(&reasoning);
     json_decref(calls);
-    return json_pack("{sI so s n ss}", "index", index, "message", msg,
-                     "logprobs", "finish_reason", finish);
+    json_t *choice = json_object();
+    json_object_set_new_nocheck(choice, "index", json_integer((json_int_t)index));
+    json_object_set_new_nocheck(choice, "message", msg);
+    json_object_set_new_nocheck(choice, "logprobs", json_null());
+    json_object_set_new_nocheck(choice, "finish_reason", json_string(finish));
+    return choice;
 }
 
 json_t *gkm_oai_chat_from_gemini(const json_t *resp,
@@ -277,8 +296,14 @@ json_t *gkm_oai_chat_from_gemini(const json_t *resp,
                       "assistant", "content", "refusal", "logprobs",
                       "finish_reason", "content_filter"));
     }
-    return json_pack("{ss ss sI ss so so}", "id", ctx->id, "object",
-                     "chat.completion", "created", (json_int_t)ctx->created,
-                     "model", ctx->model, "choices", choices, "usage",
-                     gkm_oai_usage(json_object_get(resp, "usageMetadata")));
+    json_t *out = json_object();
+    json_object_set_new_nocheck(out, "id", json_string(ctx->id));
+    json_object_set_new_nocheck(out, "object", json_string("chat.completion"));
+    json_object_set_new_nocheck(out, "created",
+                                json_integer((json_int_t)ctx->created));
+    json_object_set_new_nocheck(out, "model", json_string(ctx->model));
+    json_object_set_new_nocheck(out, "choices", choices);
+    json_object_set_new_nocheck(
+        out, "usage", gkm_oai_usage(json_object_get(resp, "usageMetadata")));
+    return out;
 }

@@ -29,6 +29,7 @@
 #include "app.h"
 #include "config.h"
 #include "gerror.h"
+#include "jsonw.h"
 #include "keypool.h"
 #include "log.h"
 #include "oai_err.h"
@@ -74,13 +75,14 @@ struct gkm_oai_cache {
 static void reply_json(struct gkm_preq *p, long status, json_t *o,
                        long retry_after_s)
 {
-    char *s = json_dumps(o, JSON_COMPACT);
+    size_t n = 0;
+    char *s = gkm_json_dump(o, &n);
     json_decref(o);
     if (s == NULL) {
         gkm_preq_reply(p, 500, JSON_CT, "{}", 2, 0);
         return;
     }
-    gkm_preq_reply(p, status, JSON_CT, s, strlen(s), retry_after_s);
+    gkm_preq_reply(p, status, JSON_CT, s, n, retry_after_s);
     free(s);
 }
 
@@ -361,10 +363,11 @@ static const struct gkm_surface openai_surface = {
 static void set_json_body(struct gkm_preq *p, json_t *body)
 {
     free(p->up_body);
-    p->up_body = json_dumps(body, JSON_COMPACT);
-    if (p->up_body == NULL)
+    p->up_body = gkm_json_dump(body, &p->up_bodylen);
+    if (p->up_body == NULL) {
         p->up_body = gkm_xstrdup("{}");
-    p->up_bodylen = strlen(p->up_body);
+        p->up_bodylen = 2;
+    }
 }
 
 static void json_headers(struct gkm_preq *p)

@@ -488,10 +488,10 @@ static void start_attempt(struct gkm_preq *p)
         gkm_preq_note(p, ",");
     gkm_preq_note(p, gkm_pool_mask(app->pool, (size_t)pk.idx));
 
-    char *url = gkm_xasprintf("%s%s", app->cfg->upstream, p->up_path_query);
+    char *url = gkm_xjoin3(app->cfg->upstream, p->up_path_query, "");
     char *keyhdr = p->cred == GKM_CRED_BEARER
-                       ? gkm_xasprintf("Authorization: Bearer %s", secret)
-                       : gkm_xasprintf("x-goog-api-key: %s", secret);
+                       ? gkm_xjoin3("Authorization: Bearer ", secret, "")
+                       : gkm_xjoin3("x-goog-api-key: ", secret, "");
     const char **hv = gkm_xcalloc(p->nup_headers + 1, sizeof(char *));
     for (size_t i = 0; i < p->nup_headers; i++)
         hv[i] = p->up_headers[i];

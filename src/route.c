@@ -66,25 +66,23 @@ int gkm_route_split(const char *uri, char **path, char **query)
             break;
         seg = end + 1;
     }
-    struct gkm_buf b;
-    gkm_buf_init(&b, URI_MAX);
+    /* The path with each "%3A" decoded to ':' (the output is never longer
+     * than the input). */
+    char *out = gkm_xmalloc(plen + 1);
+    size_t o = 0;
     for (size_t i = 0; i < plen; i++) {
         if (uri[i] == '%' && i + 2 < plen && uri[i + 1] == '3' &&
             (uri[i + 2] == 'A' || uri[i + 2] == 'a')) {
-            if (gkm_buf_append(&b, ":", 1) != 0)
-                goto fail;
+            out[o++] = ':';
             i += 2;
             continue;
         }
-        if (gkm_buf_append(&b, uri + i, 1) != 0)
-            goto fail;
+        out[o++] = uri[i];
     }
-    *path = gkm_buf_take(&b, NULL);
+    out[o] = '\0';
+    *path = out;
     *query = gkm_xstrdup(q ? q + 1 : "");
     return 0;
-fail:
-    gkm_buf_free(&b);
-    return -1;
 }
 
 int gkm_route_is_native(const char *path)
@@ -188,10 +186,14 @@ static int in_connection(const char *name, const char *connection)
     return 0;
 }
 
+/* list entries are lower case; the first letter decides most misses. */
 static int in_list(const char *name, const char *const *list, size_t n)
 {
+    char c = name[0];
+    if (c >= 'A' && c <= 'Z')
+        c = (char)(c - 'A' + 'a');
     for (size_t i = 0; i < n; i++)
-        if (gkm_strcaseeq(name, list[i]))
+        if (list[i][0] == c && gkm_strcaseeq(name, list[i]))
             return 1;
     return 0;
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "jsonw.h"
 #include "util.h"
 
 const char *gkm_sse_strerror(int rc)
@@ -351,13 +352,18 @@ int gkm_sse_write_data(struct gkm_buf *out, const char *data, size_t len)
 
 int gkm_sse_write_json(struct gkm_buf *out, const struct json_t *v)
 {
-    char *s = json_dumps((const json_t *)v, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (s == NULL)
+    /* Compact JSON never contains a raw newline: one data line, printed
+     * in place. On failure the buffer is put back as it was. */
+    size_t mark = out->len;
+    if (gkm_buf_append(out, "data: ", 6) != 0 ||
+        gkm_json_write(out, (const json_t *)v) != 0 ||
+        gkm_buf_append(out, "\n\n", 2) != 0) {
+        out->len = mark;
+        if (out->data)
+            out->data[mark] = '\0';
         return -1;
-    /* Compact JSON never contains a raw newline: one data line. */
-    int r = gkm_sse_write_data(out, s, strlen(s));
-    free(s);
-    return r;
+    }
+    return 0;
 }
 
 int gkm_sse_write_done(struct gkm_buf *out)

@@ -63,6 +63,17 @@ char *gkm_xstrndup(const char *s, size_t n)
     return p;
 }
 
+char *gkm_xjoin3(const char *a, const char *b, const char *c)
+{
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+    char *s = gkm_xmalloc(la + lb + lc + 1);
+    memcpy(s, a, la);
+    memcpy(s + la, b, lb);
+    memcpy(s + la + lb, c, lc);
+    s[la + lb + lc] = '\0';
+    return s;
+}
+
 char *gkm_xasprintf(const char *fmt, ...)
 {
     va_list ap;

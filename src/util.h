@@ -26,6 +26,9 @@ char *gkm_xstrdup(const char *s);
 char *gkm_xstrndup(const char *s, size_t n);
 /* printf into a fresh heap string (aborts on OOM). Caller frees. */
 char *gkm_xasprintf(const char *fmt, ...) GKM_ATTR_PRINTF(1, 2);
+/* a, b and c (each NUL-terminated, "" allowed) joined into a fresh heap
+ * string; the per-request URLs and header lines, without printf's cost. */
+char *gkm_xjoin3(const char *a, const char *b, const char *c);
 
 /* Format a message into err (errlen bytes; both may be NULL/0). For the
  * "char *err, size_t errlen" out-parameters used across the modules. */

@@ -4,7 +4,8 @@
 #
 #   tests/fuzz/run.sh [seconds-per-target] [target...]
 #
-# Defaults: 20 s each, all targets (fuzz_sse fuzz_oai_req fuzz_oai_resp).
+# Defaults: 20 s each, all targets (fuzz_sse fuzz_jsonw fuzz_oai_req
+# fuzz_oai_resp).
 # Built directly with clang (the main CMake build uses gcc) with
 # -fsanitize=fuzzer,address,undefined against the pure sources they need.
 # Needs clang and libjansson-dev; installs nothing.
@@ -21,7 +22,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out=${FUZZ_OUT:-$root/build-fuzz}
 cc=${CC_FUZZ:-clang}
-targets=${*:-fuzz_sse fuzz_oai_req fuzz_oai_resp}
+targets=${*:-fuzz_sse fuzz_jsonw fuzz_oai_req fuzz_oai_resp}
 
 case $secs in
     ''|*[!0-9]*) echo "run.sh: seconds must be a number" >&2; exit 2 ;;
@@ -34,13 +35,13 @@ cflags="-std=c17 -g -O1 -fno-omit-frame-pointer
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
         -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I$root/src $jcflags"
 
-core="util.c buf.c sse.c"
+core="util.c buf.c sse.c jsonw.c"
 oai="$core oai_err.c oai_schema.c oai_media.c oai_msgs.c oai_req.c
      oai_resp.c oai_stream.c oai_misc.c"
 
 srcs_for() {
     case $1 in
-        fuzz_sse) echo "$core" ;;
+        fuzz_sse|fuzz_jsonw) echo "$core" ;;
         *) echo "$oai" ;;
     esac
 }
