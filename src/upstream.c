@@ -15,11 +15,18 @@
  *    the write callback fail, and check_done frees silently);
  *  - on_done runs after the handle left the multi, so it may start another
  *    transfer.
+ *
+ * The idle timeout is ours, not curl's CURLOPT_LOW_SPEED_*: curl's speed
+ * check arms a one-second timer per transfer and then polls the socket on
+ * every expiry, which made a thousand open streams cost a thousand curl
+ * runs and poll() calls a second. One sweep timer, armed only while
+ * transfers are live, checks when each last received a byte.
  */
 #include "upstream.h"
 
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -33,11 +40,14 @@
 /* Easy handles are recycled (curl_easy_reset) rather than created per
  * request: creating one costs more than the rest of a small request. */
 #define IDLE_HANDLES 64
+/* How often live transfers are checked against --idle-timeout. */
+#define SWEEP_MS 1000
 
 struct gkm_upstream {
     struct event_base *base;
     CURLM *multi;
     struct event *timer;
+    struct event *sweep; /* idle check, pending while active > 0 */
     struct gkm_log *log;
     struct gkm_upstream_opts opts;
     size_t active;
@@ -62,6 +72,8 @@ struct gkm_xfer {
     int headers_delivered;
     int in_cb;
     int cancelled;
+    int paused;          /* by GKM_DATA_PAUSE: idle time does not count */
+    int64_t last_io_ms;  /* monotonic: start, or the last byte received */
     struct gkm_xfer *prev, *next;
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -106,7 +118,8 @@ static void xfer_free(struct gkm_xfer *x)
     clear_resp_headers(x);
     free(x->resp_hdrs);
     free(x);
-    up->active--;
+    if (--up->active == 0 && up->sweep)
+        evtimer_del(up->sweep);
 }
 
 static void check_done(struct gkm_upstream *up)
@@ -149,6 +162,41 @@ static void check_done(struct gkm_upstream *up)
         }
         x->in_cb--;
         xfer_free(x);
+    }
+}
+
+/* Abort x for --idle-timeout, as check_done ends a failed transfer. */
+static void expire(struct gkm_xfer *x)
+{
+    char msg[96];
+    snprintf(msg, sizeof(msg), "no data from upstream for %lld s (--idle-timeout)",
+             (long long)(x->up->opts.idle_timeout_ms / 1000));
+    curl_multi_remove_handle(x->up->multi, x->easy);
+    x->in_cb++;
+    x->cbs.on_done(x->arg, 0, x->status, 1, msg);
+    x->in_cb--;
+    xfer_free(x);
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct gkm_upstream *up = arg;
+    int64_t now = gkm_mono_ms();
+    long limit = up->opts.idle_timeout_ms;
+    struct gkm_xfer *x;
+again:
+    /* on_done may start or cancel other transfers: rescan after each. */
+    for (x = up->head; x != NULL; x = x->next) {
+        if (x->cancelled || x->in_cb)
+            continue;
+        if (x->paused) {
+            x->last_io_ms = now; /* a slow client is not an idle upstream */
+            continue;
+        }
+        if (limit > 0 && now - x->last_io_ms >= limit) {
+            expire(x);
+            goto again;
+        }
     }
 }
 
@@ -308,6 +356,7 @@ static size_t on_curl_header(char *buf, size_t size, size_t n, void *arg)
     size_t len = size * n;
     if (x->cancelled)
         return 0;
+    x->last_io_ms = gkm_mono_ms();
     if (len >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
         /* A new response (after 1xx): start over. */
         clear_resp_headers(x);
@@ -347,6 +396,7 @@ static size_t on_curl_write(char *p, size_t size, size_t n, void *arg)
     enum gkm_data_rc rc = GKM_DATA_OK;
     if (x->cancelled)
         return 0;
+    x->last_io_ms = gkm_mono_ms();
     x->in_cb++;
     if (!x->headers_delivered) {
         long status = 0;
@@ -361,8 +411,10 @@ static size_t on_curl_write(char *p, size_t size, size_t n, void *arg)
     x->in_cb--;
     if (x->cancelled || rc == GKM_DATA_ABORT)
         return 0;
-    if (rc == GKM_DATA_PAUSE)
+    if (rc == GKM_DATA_PAUSE) {
+        x->paused = 1;
         return CURL_WRITEFUNC_PAUSE;
+    }
     return len;
 }
 
@@ -376,7 +428,8 @@ struct gkm_upstream *gkm_upstream_new(struct event_base *base,
     up->opts = *opts;
     up->multi = curl_multi_init();
     up->timer = evtimer_new(base, on_timer, up);
-    if (up->multi == NULL || up->timer == NULL) {
+    up->sweep = event_new(base, -1, EV_PERSIST, on_sweep, up);
+    if (up->multi == NULL || up->timer == NULL || up->sweep == NULL) {
         gkm_error(log, "cannot initialise libcurl multi handle");
         gkm_upstream_free(up);
         return NULL;
@@ -409,6 +462,8 @@ void gkm_upstream_free(struct gkm_upstream *up)
     free(up->owned);
     if (up->timer)
         event_free(up->timer);
+    if (up->sweep)
+        event_free(up->sweep);
     free(up);
 }
 
@@ -453,9 +508,6 @@ struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_curl_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, up->opts.connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME,
-                     (up->opts.idle_timeout_ms + 999) / 1000);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
@@ -487,7 +539,11 @@ struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
     if (up->head)
         up->head->prev = x;
     up->head = x;
-    up->active++;
+    x->last_io_ms = gkm_mono_ms();
+    if (up->active++ == 0) {
+        struct timeval tv = {SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000};
+        evtimer_add(up->sweep, &tv);
+    }
     if (curl_multi_add_handle(up->multi, e) != CURLM_OK) {
         xfer_free(x);
         return NULL;
@@ -515,6 +571,8 @@ void gkm_xfer_resume(struct gkm_xfer *x)
 {
     if (x == NULL || x->cancelled)
         return;
+    x->paused = 0;
+    x->last_io_ms = gkm_mono_ms();
     x->in_cb++;
     curl_easy_pause(x->easy, CURLPAUSE_CONT);
     x->in_cb--;

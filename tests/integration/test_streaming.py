@@ -177,5 +177,65 @@ def sigterm_drains_in_flight(fake):
         assert "SIGTERM" in px.log()
 
 
+@test()
+def idle_upstream_times_out(fake):
+    # --idle-timeout (our sweep, not curl's speed check): an answer whose
+    # first byte never comes is a 504 after about the timeout, once per
+    # key; a stream that stalls after its first event is cut, not ended.
+    with Proxy(fake.url, keys=KEYS[:1],
+               args=["--idle-timeout", "1s", "--server-retries", "0"]) as px:
+        fake.config(rules=[{"respond": "delay", "delay_ms": 4000, "times": 1}])
+        t0 = time.time()
+        st, _, body = px.generate()
+        took = time.time() - t0
+        assert st == 504, (st, body)
+        assert json.loads(body)["error"]["status"] == "DEADLINE_EXCEEDED"
+        assert 0.9 <= took < 3.5, took
+        assert "--idle-timeout" in px.log()
+
+        fake.reset()
+        fake.config(stream={"chunks": 3, "chunk_delay_ms": 3000})
+        t0 = time.time()
+        c, r = open_stream(px)
+        assert r.status == 200
+        got, err = b"", None
+        try:
+            while True:
+                b = r.read1(65536)
+                if not b:
+                    break
+                got += b
+        except (http.client.IncompleteRead, ConnectionError) as e:
+            err = e
+        took = time.time() - t0
+        c.close()
+        assert got.count(b"data: ") == 1, got
+        assert err is not None, "an idle-cut stream must not look complete"
+        assert took < 3.0, took
+        assert px.generate()[0] == 200
+
+
+@test()
+def slow_reader_is_not_idle(fake):
+    # A paused transfer (the client does not read) is not an idle upstream:
+    # with --idle-timeout 1s, a client that stalls for 2.5 s still gets the
+    # whole answer.
+    size = 24 * 1024 * 1024
+    fake.config(rules=[{"respond": "big", "bytes": size}])
+    with Proxy(fake.url, args=["--idle-timeout", "1s"]) as px:
+        c, r = open_stream(px)
+        assert r.status == 200
+        r.read1(100)
+        time.sleep(2.5)
+        total = 100
+        while True:
+            b = r.read1(1 << 20)
+            if not b:
+                break
+            total += len(b)
+        c.close()
+        assert total >= size, total
+
+
 if __name__ == "__main__":
     run()
