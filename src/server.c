@@ -14,6 +14,7 @@
 #include "server.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -30,6 +31,9 @@
 #include "proxy.h"
 #include "route.h"
 #include "util.h"
+
+/* Pending connections the kernel may queue (see gkm_server_start). */
+#define LISTEN_BACKLOG 4096
 
 static void reply_json(struct evhttp_request *req, int status, const char *body)
 {
@@ -130,6 +134,13 @@ int gkm_server_start(struct gkm_app *app, char *bound, size_t boundlen,
                  cfg->listen);
         return -1;
     }
+    /* evhttp listens with a backlog of 128: a burst of clients (a
+     * thousand agents starting at once) overflows it, and the kernel then
+     * drops SYNs that are retried only after 1, 3, 7 s. Listening again
+     * raises the queue (capped by net.core.somaxconn). */
+    if (listen(evhttp_bound_socket_get_fd(bs), LISTEN_BACKLOG) != 0)
+        gkm_warn(app->log, "cannot raise the listen backlog to %d: %s",
+                 LISTEN_BACKLOG, strerror(errno));
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     int port = cfg->listen_port;
