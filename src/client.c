@@ -34,6 +34,34 @@
 
 #define WATCH_DELAY_MS 100
 
+/* Write what evhttp has just queued for the client now, in this loop
+ * pass. evhttp only enables EV_WRITE and writes on the next pass, which
+ * costs two epoll_ctl calls (write interest on, then off) and a loop turn
+ * per reply and per streamed chunk. When everything is written here, the
+ * write interest is dropped in the same pass (no system call at all with
+ * the epoll changelist) and evhttp's write callback is run as a deferred
+ * callback, as if the bufferevent had written it: it completes the reply
+ * or reports the flush exactly as before. A partial write, EAGAIN or an
+ * error leave everything to the bufferevent, which retries or reports.
+ * evcon must be the connection that was alive before the evhttp call that
+ * queued the data (evhttp frees nothing synchronously once it has a
+ * connection, except in the cases the callers avoid). */
+static void flush_now(struct evhttp_connection *evcon)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    if (bev == NULL)
+        return;
+    struct evbuffer *out = bufferevent_get_output(bev);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (fd < 0 || evbuffer_get_length(out) == 0)
+        return;
+    if (evbuffer_write(out, fd) < 0 || evbuffer_get_length(out) != 0)
+        return;
+    bufferevent_disable(bev, EV_WRITE);
+    bufferevent_trigger(bev, EV_WRITE,
+                        BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
 const char *gkm_preq_secret(const struct gkm_preq *p)
 {
     return p->key_idx >= 0 ? gkm_pool_secret(p->app->pool, (size_t)p->key_idx)
@@ -205,12 +233,15 @@ void gkm_preq_reply(struct gkm_preq *p, long status, const char *ctype,
         free(red);
     }
     add_reply_headers(p, ctype, retry_after_s);
-   gkm_client_unwatch(p);
+    gkm_client_unwatch(p);
     p->final_status = status;
     p->bytes_out += rlen;
     gkm_app_track_reply(p->app, p->req);
+    struct evhttp_connection *evcon = evhttp_request_get_connection(p->req);
     evhttp_send_reply(p->req, (int)status, NULL, b);
     evbuffer_free(b);
+    if (evcon != NULL)
+        flush_now(evcon);
     p->req = NULL;
     gkm_preq_finish(p);
 }
@@ -235,7 +266,7 @@ static void on_flushed(struct evhttp_connection *evcon, void *arg)
 {
     struct gkm_preq *p = arg;
     if (p->abort_after_flush) {
-       gkm_client_schedule_close(p);
+        gkm_client_schedule_close(p);
         return;
     }
     if (p->paused && p->xfer) {
@@ -260,8 +291,11 @@ int gkm_client_send(struct gkm_preq *p, const char *data, size_t len)
     if (b == NULL)
         return -1;
     evbuffer_add(b, data, len);
+    struct evhttp_connection *evcon = evhttp_request_get_connection(p->req);
     evhttp_send_reply_chunk_with_cb(p->req, b, on_flushed, p);
     evbuffer_free(b);
+    if (evcon != NULL)
+        flush_now(evcon);
     p->bytes_out += len;
     p->last_out_ms = gkm_mono_ms();
     return 0;
@@ -289,7 +323,10 @@ void gkm_preq_stream_begin(struct gkm_preq *p, long status, const char *ctype)
             evhttp_add_header(h, "Cache-Control", "no-cache");
         evhttp_add_header(h, "X-Accel-Buffering", "no");
     }
+    struct evhttp_connection *evcon = evhttp_request_get_connection(p->req);
     evhttp_send_reply_start(p->req, (int)status, NULL);
+    if (evcon != NULL)
+        flush_now(evcon); /* the status line and headers go out at once */
     p->reply_started = 1;
     p->final_status = status;
     p->last_out_ms = gkm_mono_ms();
@@ -301,6 +338,21 @@ void gkm_preq_stream_begin(struct gkm_preq *p, long status, const char *ctype)
         if (p->keepalive_ev)
             event_add(p->keepalive_ev, &tv);
     }
+}
+
+void gkm_client_end_stream(struct gkm_preq *p)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(p->req);
+    const char *te = evhttp_find_header(
+        evhttp_request_get_output_headers(p->req), "Transfer-Encoding");
+    /* Only a chunked reply is certain to be finished asynchronously (the
+     * last chunk is queued and written); an unchunked one may be completed
+     * and its connection freed inside evhttp_send_reply_end. */
+    int chunked = te != NULL && strcasecmp(te, "chunked") == 0;
+    evhttp_send_reply_end(p->req);
+    p->req = NULL;
+    if (evcon != NULL && chunked)
+        flush_now(evcon);
 }
 
 /* Redact surface output and send it. */

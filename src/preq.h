@@ -195,5 +195,8 @@ int gkm_client_relay(struct gkm_preq *p, const char *data, size_t len);
 /* Close the client connection once its backlog is written, without the
  * final chunk (a truncated stream must not look complete). */
 void gkm_client_schedule_close(struct gkm_preq *p);
+/* Finish a streamed reply cleanly (the last chunk) and let go of p->req,
+ * which is NULL afterwards. */
+void gkm_client_end_stream(struct gkm_preq *p);
 
 #endif

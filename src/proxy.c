@@ -184,8 +184,7 @@ static void stream_end(struct gkm_preq *p, int ok)
     }
     gkm_client_unwatch(p);
     gkm_app_track_reply(p->app, p->req);
-    evhttp_send_reply_end(p->req);
-    p->req = NULL;
+    gkm_client_end_stream(p); /* p->req is NULL afterwards */
     gkm_preq_finish(p);
 }
 
