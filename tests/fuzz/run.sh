@@ -4,8 +4,8 @@
 #
 #   tests/fuzz/run.sh [seconds-per-target] [target...]
 #
-# Defaults: 20 s each, all targets (fuzz_sse fuzz_jsonw fuzz_oai_req
-# fuzz_oai_resp).
+# Defaults: 20 s each, all targets (fuzz_sse fuzz_jsonw fuzz_affinity
+# fuzz_oai_req fuzz_oai_resp).
 # Built directly with clang (the main CMake build uses gcc) with
 # -fsanitize=fuzzer,address,undefined against the pure sources they need.
 # Needs clang and libjansson-dev; installs nothing.
@@ -22,7 +22,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out=${FUZZ_OUT:-$root/build-fuzz}
 cc=${CC_FUZZ:-clang}
-targets=${*:-fuzz_sse fuzz_jsonw fuzz_oai_req fuzz_oai_resp}
+targets=${*:-fuzz_sse fuzz_jsonw fuzz_affinity fuzz_oai_req fuzz_oai_resp}
 
 case $secs in
     ''|*[!0-9]*) echo "run.sh: seconds must be a number" >&2; exit 2 ;;
@@ -42,6 +42,7 @@ oai="$core oai_err.c oai_schema.c oai_media.c oai_msgs.c oai_req.c
 srcs_for() {
     case $1 in
         fuzz_sse|fuzz_jsonw) echo "$core" ;;
+        fuzz_affinity) echo "util.c affinity.c" ;;
         *) echo "$oai" ;;
     esac
 }
