@@ -13,6 +13,8 @@
 
 #include "policy.h"
 
+struct gkm_aff;
+
 struct event;
 struct event_base;
 struct evhttp;
@@ -32,6 +34,7 @@ struct gkm_app {
     struct evhttp *http;
     struct gkm_policy_opts policy;      /* from the config */
     struct gkm_policy_state *pstate;    /* no-detail 429 escalation memory */
+    struct gkm_aff *aff;                /* files/caches/uploads -> owner key */
 
     /* OpenAI surface (openai.c). */
     struct gkm_oai_cache *oai_cache; /* /v1/models answer, briefly cached */

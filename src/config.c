@@ -67,6 +67,10 @@ static const struct option_def options[] = {
     {"--upstream", "GKM_UPSTREAM", "URL", T_URL, OFF(upstream),
      "https://generativelanguage.googleapis.com", 0, 0,
      "Gemini API base URL."},
+    {"--public-url", "GKM_PUBLIC_URL", "URL", T_URL, OFF(public_url), NULL, 0,
+     0,
+     "The proxy's address as clients reach it, used in the upload URLs it "
+     "hands out (default: from the request's Host and X-Forwarded-Proto)."},
     {"--log-level", "GKM_LOG_LEVEL", "LEVEL", T_LOGLEVEL, OFF(log_level),
      "info", 0, 0, "error, warn, info or debug. Keys are always masked."},
     {"--log-file", "GKM_LOG_FILE", "FILE", T_STRING, OFF(log_file), NULL, 0,
@@ -267,6 +271,12 @@ static int set_option(struct gkm_config *cfg, const struct option_def *o,
         return 0;
     case T_URL: {
         size_t n = strlen(v);
+        if (n == 0 && o->def == NULL) { /* optional URL: "" unsets it */
+            char **dst = (char **)(base + o->offset);
+            free(*dst);
+            *dst = NULL;
+            return 0;
+        }
         if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
             gkm_set_err(err, errlen, "must start with http:// or https://");
             return -1;
@@ -277,8 +287,9 @@ static int set_option(struct gkm_config *cfg, const struct option_def *o,
             gkm_set_err(err, errlen, "must be a base URL without query");
             return -1;
         }
-        free(cfg->upstream);
-        cfg->upstream = gkm_xstrndup(v, n);
+        char **dst = (char **)(base + o->offset);
+        free(*dst);
+        *dst = gkm_xstrndup(v, n);
         return 0;
     }
     case T_LOGLEVEL:
@@ -573,6 +584,7 @@ void gkm_config_free(struct gkm_config *cfg)
     free(cfg->tokens);
     free(cfg->token_file);
     free(cfg->upstream);
+    free(cfg->public_url);
     free(cfg->log_file);
     free(cfg->reset_tz);
     for (size_t i = 0; i < cfg->naliases; i++)

@@ -37,6 +37,7 @@ struct gkm_config {
     size_t ntokens;
     char *token_file;
     char *upstream; /* base URL without trailing slash */
+    char *public_url; /* --public-url without trailing slash, or NULL */
     enum gkm_log_level log_level;
     char *log_file; /* NULL: console only */
     uint64_t log_max_bytes;

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "affinity.h"
 #include "app.h"
 #include "cli.h"
 #include "config.h"
@@ -164,6 +165,7 @@ int main(int argc, char **argv)
     app.policy.server_backoff_ms = (int64_t)cfg->server_backoff_ms;
     app.policy.server_backoff_max_ms = (int64_t)cfg->server_backoff_max_ms;
     app.pstate = gkm_policy_state_new();
+    app.aff = gkm_aff_new(GKM_AFF_ENTRIES);
     if (gkm_app_state_load(&app) != 0)
         goto out;
 
@@ -237,6 +239,7 @@ out_curl:
 out:
     gkm_pool_free(app.pool);
     gkm_policy_state_free(app.pstate);
+    gkm_aff_free(app.aff);
     json_decref(app.oai_safety);
     json_decref(app.oai_aliases);
     gkm_keyfile_free(&kf);

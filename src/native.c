@@ -6,6 +6,12 @@
  * and thinking tokens) from generateContent answers and streams, and
  * notices errors inside a 200 stream and streams that end without a
  * finishReason, for the key's statistics and the log.
+ *
+ * Key affinity (affinity.h): answers that create or list files and cached
+ * contents teach the proxy which key owns them; a resumable upload's
+ * x-goog-upload-url is rewritten to point at the proxy (without any key in
+ * it), and the upload requests that follow, which carry only the
+ * upload_id, are let through to the key that started the upload.
  */
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -15,7 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "affinity.h"
 #include "app.h"
+#include "config.h"
 #include "keypool.h"
 #include "log.h"
 #include "preq.h"
@@ -29,6 +37,11 @@
  * Unknown-length bodies (streams) always flow through at once. */
 #define SMALL_BODY (256 * 1024)
 #define COLLECT_CAP (8 * 1024 * 1024)
+
+/* How long ownership is remembered: files live 48 h at Google; an upload
+ * in progress a day; a cached content until its expireTime (else 48 h). */
+#define FILE_TTL_MS (48LL * 3600 * 1000)
+#define UPLOAD_TTL_MS (24LL * 3600 * 1000)
 
 struct native {
     struct gkm_tap *tap; /* generateContent answers only */
@@ -108,9 +121,194 @@ static int is_generate(const struct gkm_preq *p)
            strstr(p->path, ":streamGenerateContent") != NULL;
 }
 
+/* ---- key affinity ------------------------------------------------------ */
+
+/* The value of query parameter name in q ("a=1&b=2"), or NULL; *len set. */
+static const char *query_param(const char *q, const char *name, size_t *len)
+{
+    size_t nl = strlen(name);
+    for (const char *s = q; s && *s; s = strchr(s, '&'), s = s ? s + 1 : s) {
+        if (strncmp(s, name, nl) == 0 && s[nl] == '=') {
+            *len = strcspn(s + nl + 1, "&#");
+            return s + nl + 1;
+        }
+    }
+    return NULL;
+}
+
+/* "upload/<id>" for an upload_id of 1..128 URL-safe characters. */
+static int upload_name(const char *id, size_t len, char *out, size_t cap)
+{
+    if (len == 0 || len > 128 || len + 8 > cap)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
+              c == '~'))
+            return -1;
+    }
+    memcpy(out, "upload/", 7);
+    memcpy(out + 7, id, len);
+    out[7 + len] = '\0';
+    return 0;
+}
+
+/* The proxy's origin as this client reaches it: --public-url, else the
+ * Host (or X-Forwarded-Host) with X-Forwarded-Proto's scheme (http
+ * otherwise). NULL when there is no usable host. Caller frees. */
+static char *public_origin(struct gkm_preq *p)
+{
+    if (p->app->cfg->public_url != NULL)
+        return gkm_xstrdup(p->app->cfg->public_url);
+    if (p->req == NULL)
+        return NULL;
+    struct evkeyvalq *h = evhttp_request_get_input_headers(p->req);
+    const char *host = evhttp_find_header(h, "X-Forwarded-Host");
+    if (host == NULL)
+        host = evhttp_find_header(h, "Host");
+    const char *proto = evhttp_find_header(h, "X-Forwarded-Proto");
+    if (host == NULL || *host == '\0' || strlen(host) > 255)
+        return NULL;
+    for (const char *c = host; *c; c++)
+        if (*c <= ' ' || *c >= 0x7f || *c == '/' || *c == '?' || *c == '#' ||
+            *c == '@' || *c == ',')
+            return NULL;
+    int https = proto != NULL && strcasecmp(proto, "https") == 0;
+    return gkm_xjoin3(https ? "https://" : "http://", host, "");
+}
+
+/* Rewrite an upload URL from the upstream so that the client sends the
+ * bytes through the proxy: our origin, the same path and query, no key=
+ * parameter. Remembers the upload_id's owner. Returns the new value or
+ * NULL to keep the old one (it is then still stripped of key= by the
+ * redactor's masking). */
+static char *rewrite_upload_url(struct gkm_preq *p, const char *url)
+{
+    const char *s = strstr(url, "://");
+    const char *path = s ? strchr(s + 3, '/') : NULL;
+    const char *q = path ? strchr(path, '?') : NULL;
+    if (path == NULL || q == NULL)
+        return NULL;
+    size_t idlen = 0;
+    const char *id = query_param(q + 1, "upload_id", &idlen);
+    char name[GKM_AFF_NAME_MAX + 1];
+    if (id == NULL || upload_name(id, idlen, name, sizeof(name)) != 0)
+        return NULL;
+    char *origin = public_origin(p);
+    if (origin == NULL)
+        return NULL;
+    struct gkm_buf b;
+    gkm_buf_init(&b, 8192);
+    int bad = gkm_buf_append_str(&b, origin) != 0 ||
+              gkm_buf_append(&b, path, (size_t)(q - path) + 1) != 0;
+    /* The query without key=... */
+    int first = 1;
+    for (const char *a = q + 1; !bad && *a;) {
+        size_t n = strcspn(a, "&");
+        if (!(n >= 4 && strncmp(a, "key=", 4) == 0)) {
+            bad = (!first && gkm_buf_append(&b, "&", 1) != 0) ||
+                  gkm_buf_append(&b, a, n) != 0;
+            first = 0;
+        }
+        a += n;
+        if (*a == '&')
+            a++;
+    }
+    free(origin);
+    if (bad) {
+        gkm_buf_free(&b);
+        return NULL;
+    }
+    gkm_aff_put(p->app->aff, name, strlen(name), (size_t)p->key_idx,
+                gkm_now_ms() + UPLOAD_TTL_MS);
+    return gkm_buf_take(&b, NULL);
+}
+
+/* A cached content's expireTime ("2026-08-22T10:00:00.123Z") as epoch ms,
+ * or -1. */
+static int64_t rfc3339_ms(const char *s)
+{
+    int y, mo, d, h, mi, sec;
+    if (s == NULL || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi,
+                            &sec) != 6)
+        return -1;
+    struct tm tm = {0};
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    time_t t = timegm(&tm);
+    return t == (time_t)-1 ? -1 : (int64_t)t * 1000;
+}
+
+static void remember(struct gkm_preq *p, const json_t *res, int64_t now)
+{
+    const char *name = json_string_value(json_object_get(res, "name"));
+    if (name == NULL || (strncmp(name, "files/", 6) != 0 &&
+                         strncmp(name, "cachedContents/", 15) != 0))
+        return;
+    int64_t until = now + FILE_TTL_MS;
+    int64_t exp = rfc3339_ms(
+        json_string_value(json_object_get(res, "expireTime")));
+    if (name[0] == 'c' && exp > now)
+        until = exp;
+    gkm_aff_put(p->app->aff, name, strlen(name), (size_t)p->key_idx, until);
+}
+
+/* Learn owners from a successful answer: a file created by an upload, a
+ * cached content created, files or caches listed (all of them belong to
+ * the key's project); forget deleted ones. */
+static void learn(struct gkm_preq *p, const char *data, size_t n)
+{
+    int64_t now = gkm_now_ms();
+    if (strcmp(p->up_method, "DELETE") == 0) {
+        const char *s = strstr(p->path, "files/");
+        if (s == NULL)
+            s = strstr(p->path, "cachedContents/");
+        if (s != NULL)
+            gkm_aff_del(p->app->aff, s, strcspn(s, ":?"));
+        return;
+    }
+    size_t pl = strlen(p->path);
+    int upload = strncmp(p->path, "/upload/", 8) == 0;
+    int caches = pl >= 15 && strcmp(p->path + pl - 15, "/cachedContents") == 0;
+    int files = pl >= 6 && strcmp(p->path + pl - 6, "/files") == 0;
+    if (!upload && !caches && !files)
+        return;
+    json_t *r = json_loadb(data, n, 0, NULL);
+    if (r == NULL)
+        return;
+    remember(p, json_object_get(r, "file"), now);  /* upload finished */
+    remember(p, r, now);                           /* cache created */
+    const char *lists[] = {"files", "cachedContents"};
+    for (size_t k = 0; k < GKM_ARRAY_LEN(lists); k++) {
+        size_t i;
+        const json_t *e;
+        json_array_foreach(json_object_get(r, lists[k]), i, e)
+            remember(p, e, now);
+    }
+    int finished = json_object_get(r, "file") != NULL;
+    json_decref(r);
+    if (upload && finished && strncmp(p->pin_name, "upload/", 7) == 0)
+        gkm_aff_del(p->app->aff, p->pin_name, strlen(p->pin_name));
+}
+
 static enum gkm_relay n_begin(struct gkm_preq *p, long status, long long clen)
 {
     struct native *st = p->surface_state;
+    for (size_t i = 0; i < p->nrh; i++) {
+        if (gkm_strcaseeq(p->rh_names[i], "x-goog-upload-url") ||
+            gkm_strcaseeq(p->rh_names[i], "x-goog-upload-control-url")) {
+            char *u = rewrite_upload_url(p, p->rh_values[i]);
+            if (u != NULL) {
+                free(p->rh_values[i]);
+                p->rh_values[i] = u;
+            }
+        }
+    }
     gkm_tap_free(st->tap);
     st->tap = NULL;
     int collect = clen >= 0 && clen <= SMALL_BODY;
@@ -148,6 +346,7 @@ static int n_end(struct gkm_preq *p, int ok, struct gkm_buf *out)
 static void n_body(struct gkm_preq *p, long status, const char *data, size_t n)
 {
     struct native *st = p->surface_state;
+    learn(p, data, n);
     if (st->tap != NULL) {
         gkm_tap_feed(st->tap, data, n);
         gkm_preq_account(p, gkm_tap_finish(st->tap), 1);
@@ -190,7 +389,22 @@ void gkm_proxy_native(struct gkm_app *app, struct evhttp_request *req)
     p->surface_state = gkm_xcalloc(1, sizeof(struct native));
     p->pass_headers = 1;
     gkm_route_model(p->path, p->model, sizeof(p->model));
-    if (!gkm_proxy_authorized(app, req)) {
+    /* An upload's byte requests carry only the upload_id the proxy handed
+     * out with the rewritten upload URL: that id is the credential (as at
+     * Google), and the upload continues with the key that started it. */
+    size_t idlen = 0;
+    const char *uid = strncmp(p->path, "/upload/", 8) == 0
+                          ? query_param(p->query, "upload_id", &idlen)
+                          : NULL;
+    char uname[GKM_AFF_NAME_MAX + 1];
+    if (uid != NULL && upload_name(uid, idlen, uname, sizeof(uname)) == 0) {
+        long k = gkm_aff_get(app->aff, uname, strlen(uname), gkm_now_ms());
+        if (k >= 0 && (size_t)k < gkm_pool_size(app->pool)) {
+            p->pin_idx = k;
+            memcpy(p->pin_name, uname, strlen(uname) + 1);
+        }
+    }
+    if (p->pin_idx < 0 && !gkm_proxy_authorized(app, req)) {
         p->outcome = "unauthorized";
         gkm_preq_fail(p, 401, "UNAUTHENTICATED",
                       "Missing or invalid proxy token. Send the token "

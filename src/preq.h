@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "affinity.h"
 #include "buf.h"
 #include "keypool.h"
 
@@ -104,6 +105,10 @@ struct gkm_preq {
     int pass_headers; /* relay the upstream's response headers (native) */
     int sse_keepalive; /* surface accepts SSE comments in its stream */
     uint64_t collect_cap; /* COLLECT body cap */
+    /* Key affinity: the key that owns a file, cached content or upload
+     * this request names (-1: none known), and that name. */
+    long pin_idx;
+    char pin_name[GKM_AFF_NAME_MAX + 1];
 
     /* The current attempt. */
     struct gkm_xfer *xfer;

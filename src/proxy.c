@@ -38,6 +38,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "affinity.h"
 #include "app.h"
 #include "config.h"
 #include "daytime.h"
@@ -425,7 +426,20 @@ static void reply_no_key(struct gkm_preq *p, const struct gkm_pick *pk)
     int daily = pk->reason == GKM_BENCH_QUOTA_DAY;
     int shortwait = pk->reason == GKM_BENCH_QUOTA_MINUTE ||
                     pk->reason == GKM_BENCH_RATE_LIMITED;
-    if (pk->retry_at_ms == GKM_FOREVER) {
+    if (p->pin_idx >= 0) {
+        /* Only the owner's project can serve it: say so, not "all keys". */
+        const char *proj = gkm_pool_project(app->pool, (size_t)p->pin_idx);
+        char when[64] = "";
+        if (pk->retry_at_ms != GKM_FOREVER)
+            snprintf(when, sizeof(when), "; retry in %ld s", ra);
+        snprintf(msg, sizeof(msg),
+                 "%s belongs to API key %s%s%s%s, which cannot be used for "
+                 "model '%s' now (%s)%s. Another project's key cannot "
+                 "access it.",
+                 p->pin_name, gkm_pool_mask(app->pool, (size_t)p->pin_idx),
+                 proj ? " (project " : "", proj ? proj : "", proj ? ")" : "",
+                 model, gkm_bench_reason_name(pk->reason), when);
+    } else if (pk->retry_at_ms == GKM_FOREVER) {
         snprintf(msg, sizeof(msg),
                  "No usable API key for model '%s': all %zu keys are "
                  "disabled or have no quota for it (see the proxy log).",
@@ -451,11 +465,52 @@ static void reply_no_key(struct gkm_preq *p, const struct gkm_pick *pk)
                   shortwait ? "RESOURCE_EXHAUSTED" : "UNAVAILABLE", msg, ra);
 }
 
+/* Key k for a pinned request: available now, or note when it will be. */
+static int pinned_ok(struct gkm_pool *pool, size_t k, const char *model,
+                     int64_t now, struct gkm_pick *pk)
+{
+    int64_t until = GKM_FOREVER;
+    enum gkm_bench_reason r = gkm_pool_state(pool, k, model, now, &until);
+    if (r == GKM_BENCH_NONE) {
+        pk->idx = (long)k;
+        return 1;
+    }
+    if (until < pk->retry_at_ms) {
+        pk->retry_at_ms = until;
+        pk->reason = r;
+    }
+    return 0;
+}
+
+/* The owner of the pinned resource, else another key of its project (they
+ * share files and caches); never a key of another project. */
+static struct gkm_pick pick_pinned(struct gkm_preq *p, int64_t now)
+{
+    struct gkm_pool *pool = p->app->pool;
+    struct gkm_pick pk = {-1, GKM_FOREVER, GKM_BENCH_NONE};
+    size_t owner = (size_t)p->pin_idx;
+    if (pinned_ok(pool, owner, p->model, now, &pk))
+        return pk;
+    const char *proj = gkm_pool_project(pool, owner);
+    if (proj == NULL)
+        return pk;
+    size_t n = gkm_pool_size(pool);
+    for (size_t k = 0; k < n; k++) {
+        const char *pj = gkm_pool_project(pool, k);
+        if (k != owner && pj != NULL && strcmp(pj, proj) == 0 &&
+            pinned_ok(pool, k, p->model, now, &pk))
+            return pk;
+    }
+    return pk;
+}
+
 static void start_attempt(struct gkm_preq *p)
 {
     struct gkm_app *app = p->app;
     int64_t now = gkm_now_ms();
-    struct gkm_pick pk = gkm_pool_pick(app->pool, p->model, now);
+    struct gkm_pick pk = p->pin_idx >= 0
+                             ? pick_pinned(p, now)
+                             : gkm_pool_pick(app->pool, p->model, now);
     if (pk.idx < 0) {
         /* Only short cooldowns in the way: wait for the first to end, if
          * that is within --max-wait. */
@@ -545,6 +600,7 @@ struct gkm_preq *gkm_preq_new(struct gkm_app *app, struct evhttp_request *req,
     p->method = method_name(evhttp_request_get_command(req));
     p->up_method = p->method;
     p->key_idx = -1;
+    p->pin_idx = -1;
     p->collect_cap = HOLD_CAP;
     app->inflight++;
     gkm_buf_init(&p->tried, TRIED_LOG_CAP);
@@ -573,8 +629,32 @@ void gkm_preq_restart(struct gkm_preq *p)
     start_attempt(p);
 }
 
+static int pin_cb(void *arg, const char *name, size_t len)
+{
+    struct gkm_preq *p = arg;
+    long k = gkm_aff_get(p->app->aff, name, len, gkm_now_ms());
+    if (k < 0 || (size_t)k >= gkm_pool_size(p->app->pool))
+        return 0;
+    p->pin_idx = k;
+    memcpy(p->pin_name, name, len);
+    p->pin_name[len] = '\0';
+    return 1;
+}
+
 void gkm_preq_start(struct gkm_preq *p)
 {
+    /* A request naming a file or cached content the proxy saw created goes
+     * to the key (project) that owns it: the path first, then the body. */
+    if (p->pin_idx < 0 && gkm_aff_count(p->app->aff) > 0 &&
+        gkm_aff_scan(p->path, strlen(p->path), pin_cb, p) == 0) {
+        const char *b = p->up_body ? p->up_body : p->body;
+        size_t bl = p->up_body ? p->up_bodylen : p->bodylen;
+        if (b != NULL)
+            (void)gkm_aff_scan(b, bl, pin_cb, p);
+    }
+    if (p->pin_idx >= 0)
+        gkm_debug(p->app->log, "[%s] %s belongs to key %s", p->idstr,
+                  p->pin_name, gkm_pool_mask(p->app->pool, (size_t)p->pin_idx));
     gkm_client_watch(p);
     start_attempt(p);
 }

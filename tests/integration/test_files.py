@@ -1,0 +1,194 @@
+"""Files and cachedContents key affinity: a file uploaded (resumable, through
+the rewritten upload URL) or a cache created through the proxy is used with
+the key that owns it, never another project's key; the fake upstream
+enforces ownership (403 for any other project) like Google does."""
+import http.client
+import json
+from urllib.parse import urlsplit
+
+from gkm import KEYS, MODEL, TOKEN, Proxy, assert_no_keys, run, test
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
+
+
+def upload(px, data=PNG, mime="image/png"):
+    """The SDK's resumable upload, through the proxy: start (with the token),
+    then the bytes to the returned URL (no credential). Returns (start
+    headers, final status, final headers, final body)."""
+    st, h, body = px.request(
+        "POST", "/upload/v1beta/files", body=json.dumps({"file": {"displayName": "cat.png"}}),
+        headers={"X-Goog-Upload-Protocol": "resumable",
+                 "X-Goog-Upload-Command": "start",
+                 "X-Goog-Upload-Header-Content-Length": str(len(data)),
+                 "X-Goog-Upload-Header-Content-Type": mime})
+    assert st == 200, (st, body)
+    url = h["x-goog-upload-url"]
+    u = urlsplit(url)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=20)
+    c.request("POST", u.path + "?" + u.query, body=data,
+              headers={"X-Goog-Upload-Command": "upload, finalize",
+                       "X-Goog-Upload-Offset": "0",
+                       "Content-Length": str(len(data))})
+    r = c.getresponse()
+    out = r.read()
+    c.close()
+    return h, r.status, {k.lower(): v for k, v in r.getheaders()}, out
+
+
+def gen_with(fields):
+    body = {"contents": [{"role": "user", "parts": [{"text": "describe"}]}]}
+    body.update(fields)
+    return json.dumps(body)
+
+
+@test()
+def uploaded_file_sticks_to_its_key(fake):
+    with Proxy(fake.url, keys=KEYS[:3], args=["--log-level", "debug"]) as px:
+        px.generate()  # move the rotation: the upload starts on KEYS[1]
+        fake.clear()
+        h, st, fh, out = upload(px)
+        url = h["x-goog-upload-url"]
+        # The upload URL points at the proxy and carries no key.
+        assert url.startswith("http://127.0.0.1:%d/upload/v1beta/files?upload_id=" % px.port), url
+        assert "key=" not in url, url
+        assert st == 200, (st, out)
+        assert fh.get("x-goog-upload-status") == "final", fh
+        f = json.loads(out)["file"]
+        owner = fake.requests()[0]["key"]
+        assert owner == KEYS[1]
+        recs = fake.requests()
+        assert [r["path"] for r in recs] == ["/upload/v1beta/files"] * 2, recs
+        assert recs[1]["body_size"] == len(PNG)
+
+        # Every later use goes to the owner, whatever the rotation says.
+        fake.clear()
+        part = {"fileData": {"mimeType": "image/png", "fileUri": f["uri"]}}
+        for _ in range(4):
+            body = json.dumps({"contents": [{"role": "user", "parts": [
+                {"text": "what is this"}, part]}]})
+            st, _, out = px.request("POST", "/v1beta/models/%s:generateContent" % MODEL,
+                                    body=body)
+            assert st == 200, (st, out)
+            st, _, out = px.request("GET", "/v1beta/" + f["name"])
+            assert st == 200, (st, out)
+            assert json.loads(out)["name"] == f["name"]
+        assert {r["key"] for r in fake.requests()} == {owner}
+        # The OpenAI endpoint too: a file part with the file's name.
+        fake.clear()
+        for _ in range(3):
+            chat = {"model": MODEL, "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "what is this"},
+                {"type": "file", "file": {"file_id": f["name"], "filename": "cat.png"}}]}]}
+            st, _, out = px.request("POST", "/v1/chat/completions", body=json.dumps(chat),
+                                    auth="bearer")
+            assert st == 200, (st, out)
+        assert {r["key"] for r in fake.requests()} == {owner}
+        # Requests that name no file still rotate over all keys.
+        fake.clear()
+        for _ in range(3):
+            assert px.generate()[0] == 200
+        assert {r["key"] for r in fake.requests()} == set(KEYS[:3])
+        assert f["name"] + " belongs to key ..." + owner[-4:] in px.log()
+        assert_no_keys(px.log())
+
+
+@test()
+def upload_id_is_the_only_credential(fake):
+    with Proxy(fake.url, keys=KEYS[:2]) as px:
+        # An upload_id the proxy never handed out needs the token.
+        st, _, body = px.request("POST", "/upload/v1beta/files?upload_id=forged&upload_protocol=resumable",
+                                 body=b"x", token=None,
+                                 headers={"X-Goog-Upload-Command": "upload, finalize",
+                                          "X-Goog-Upload-Offset": "0"})
+        assert st == 401, (st, body)
+        assert fake.requests() == []
+        # A key= in the upstream's upload URL (start with ?key=) never
+        # reaches the client.
+        st, h, body = px.request(
+            "POST", "/upload/v1beta/files", body=json.dumps({"file": {}}), auth="query",
+            headers={"X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start",
+                     "X-Goog-Upload-Header-Content-Length": "3",
+                     "X-Goog-Upload-Header-Content-Type": "text/plain"})
+        assert st == 200, (st, body)
+        assert "key=" not in h["x-goog-upload-url"], h
+        assert_no_keys(json.dumps(h))
+        # --public-url names the proxy for clients behind a reverse proxy.
+    with Proxy(fake.url, keys=KEYS[:2], args=["--public-url", "https://gkm.example.org/"]) as px:
+        st, h, body = px.request(
+            "POST", "/upload/v1beta/files", body=json.dumps({"file": {}}),
+            headers={"X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start",
+                     "X-Goog-Upload-Header-Content-Length": "3",
+                     "X-Goog-Upload-Header-Content-Type": "text/plain"})
+        assert st == 200, (st, body)
+        assert h["x-goog-upload-url"].startswith(
+            "https://gkm.example.org/upload/v1beta/files?upload_id="), h
+
+
+@test()
+def cached_content_sticks_and_owner_limits_are_reported(fake):
+    with Proxy(fake.url, keys=KEYS[:3]) as px:
+        px.generate()
+        px.generate()  # the cache is created with KEYS[2]
+        fake.clear()
+        create = {"model": "models/" + MODEL, "ttl": "600s",
+                  "contents": [{"role": "user", "parts": [{"text": "a long shared context " * 20}]}]}
+        st, _, out = px.request("POST", "/v1beta/cachedContents", body=json.dumps(create))
+        assert st == 200, (st, out)
+        name = json.loads(out)["name"]
+        owner = fake.requests()[0]["key"]
+        assert owner == KEYS[2]
+        fake.clear()
+        for _ in range(4):
+            st, _, out = px.request("POST", "/v1beta/models/%s:generateContent" % MODEL,
+                                    body=gen_with({"cachedContent": name}))
+            assert st == 200, (st, out)
+            assert json.loads(out)["usageMetadata"].get("cachedContentTokenCount", 0) > 0
+        assert {r["key"] for r in fake.requests()} == {owner}
+
+        # The owner hits its per-minute quota: the answer names the cache
+        # and the owner; no other project's key is tried.
+        fake.clear()
+        fake.config(rules=[{"key": owner, "respond": "quota_minute"}])
+        st, h, out = px.request("POST", "/v1beta/models/%s:generateContent" % MODEL,
+                                body=gen_with({"cachedContent": name}))
+        assert st == 429, (st, out)
+        msg = json.loads(out)["error"]["message"]
+        assert name in msg and owner[-4:] in msg, msg
+        assert "retry-after" in h
+        assert {r["key"] for r in fake.requests()} == {owner}
+        assert_no_keys(out)
+        # Other requests still work on the other keys.
+        fake.config(rules=[])
+        assert px.generate()[0] == 200
+
+        # Deleting the cache forgets it.
+        st, _, out = px.request("DELETE", "/v1beta/" + name)
+        assert st == 200, (st, out)
+
+
+@test()
+def projects_share_their_files(fake):
+    # Keys of one project (key.txt: project=NAME) can all use its files:
+    # when the owner key itself fails (an invalid key: benched key-wide),
+    # its project sibling serves; the other project's key is never tried.
+    # (A quota 429 benches the whole project, siblings included.)
+    fake.config(keys={KEYS[0]: {"project": "p1"}, KEYS[1]: {"project": "p2"},
+                      KEYS[2]: {"project": "p1"}})
+    text = "%s project=p1\n%s project=p2\n%s project=p1\n" % (KEYS[0], KEYS[1], KEYS[2])
+    with Proxy(fake.url, key_text=text) as px:
+        h, st, fh, out = upload(px)
+        assert st == 200, (st, out)
+        f = json.loads(out)["file"]
+        fake.clear()
+        fake.config(keys={KEYS[0]: {"project": "p1"}, KEYS[1]: {"project": "p2"},
+                          KEYS[2]: {"project": "p1"}},
+                    rules=[{"key": KEYS[0], "respond": "invalid_key", "times": 1}])
+        part = {"fileData": {"mimeType": "image/png", "fileUri": f["uri"]}}
+        body = json.dumps({"contents": [{"role": "user", "parts": [{"text": "x"}, part]}]})
+        st, _, out = px.request("POST", "/v1beta/models/%s:generateContent" % MODEL, body=body)
+        assert st == 200, (st, out)
+        assert [r["key"] for r in fake.requests()] == [KEYS[0], KEYS[2]]
+
+
+if __name__ == "__main__":
+    run()
