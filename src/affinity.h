@@ -24,6 +24,8 @@
 #define GKM_AFF_NAME_MAX 160
 /* Entries the proxy keeps (about 100 bytes each). */
 #define GKM_AFF_ENTRIES 65536
+/* How long an owner found by trying keys is remembered (a file's life). */
+#define GKM_AFF_LEARNED_TTL_MS (48LL * 3600 * 1000)
 
 struct gkm_aff;
 

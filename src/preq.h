@@ -109,6 +109,11 @@ struct gkm_preq {
      * this request names (-1: none known), and that name. */
     long pin_idx;
     char pin_name[GKM_AFF_NAME_MAX + 1];
+    /* Keys that answered "not your project's file/cache" (owner unknown):
+     * the next attempt goes to a key of another project. */
+    size_t *denied;
+    size_t ndenied;
+    long next_idx; /* key chosen for the next attempt, or -1 */
 
     /* The current attempt. */
     struct gkm_xfer *xfer;

@@ -153,6 +153,7 @@ void gkm_preq_finish(struct gkm_preq *p)
     free(p->up_headers);
     free(p->up_path_query);
     free(p->up_body);
+    free(p->denied);
     free(p->path);
     free(p->query);
     free(p);
@@ -189,6 +190,8 @@ static void stream_end(struct gkm_preq *p, int ok)
     gkm_preq_finish(p);
 }
 
+static int learn_cb(void *arg, const char *name, size_t len);
+
 /* ---- upstream callbacks ------------------------------------------------ */
 
 static enum gkm_data_rc on_up_headers(void *arg, long status,
@@ -222,6 +225,16 @@ static enum gkm_data_rc on_up_headers(void *arg, long status,
         gkm_pool_count(app->pool, (size_t)p->key_idx, p->model);
     if (status >= 200 && status < 300)
         gkm_policy_state_forget(app->pstate, (size_t)p->key_idx, p->model);
+    if (status >= 200 && status < 300 && p->ndenied > 0 && p->pin_idx < 0) {
+        /* Found by trying: every file and cache this request names is
+         * reachable with this key. */
+        if (gkm_aff_scan(p->path, strlen(p->path), learn_cb, p) == 0) {
+            const char *b = p->up_body ? p->up_body : p->body;
+            size_t bl = p->up_body ? p->up_bodylen : p->bodylen;
+            if (b != NULL)
+                (void)gkm_aff_scan(b, bl, learn_cb, p);
+        }
+    }
     if (status < 200 || status >= 300) {
         p->mode = MODE_HOLD;
         return GKM_DATA_OK;
@@ -300,6 +313,47 @@ static const char *scope_name(enum gkm_bench_scope s)
  * what the policy says, and retry on another key when the policy and the
  * attempt budget allow. Returns 1 if the request goes on (a retry is
  * started or scheduled), 0 to hand the answer to the client. */
+static void start_attempt(struct gkm_preq *p);
+
+/* Keys a and b may share files (same key, or the same project=NAME). */
+static int same_project(const struct gkm_pool *pool, size_t a, size_t b)
+{
+    if (a == b)
+        return 1;
+    const char *pa = gkm_pool_project(pool, a), *pb = gkm_pool_project(pool, b);
+    return pa != NULL && pb != NULL && strcmp(pa, pb) == 0;
+}
+
+/* The next key in rotation, available for the model, whose project has
+ * not denied this request's file or cache yet; -1 if none. */
+static long pick_unrelated(struct gkm_preq *p, int64_t now)
+{
+    struct gkm_pool *pool = p->app->pool;
+    size_t n = gkm_pool_size(pool);
+    for (size_t tries = 0; tries < n; tries++) {
+        struct gkm_pick pk = gkm_pool_pick(pool, p->model, now);
+        if (pk.idx < 0)
+            return -1;
+        int related = 0;
+        for (size_t i = 0; i < p->ndenied && !related; i++)
+            related = same_project(pool, (size_t)pk.idx, p->denied[i]);
+        if (!related)
+            return pk.idx;
+    }
+    return -1;
+}
+
+static int learn_cb(void *arg, const char *name, size_t len)
+{
+    struct gkm_preq *p = arg;
+    gkm_aff_put(p->app->aff, name, len, (size_t)p->key_idx,
+                gkm_now_ms() + GKM_AFF_LEARNED_TTL_MS);
+    gkm_info(p->app->log, "[%s] %.*s belongs to key %s (found by trying)",
+             p->idstr, (int)len, name,
+             gkm_pool_mask(p->app->pool, (size_t)p->key_idx));
+    return 0;
+}
+
 static int handle_failure(struct gkm_preq *p, long status, const char *body,
                           size_t len)
 {
@@ -311,6 +365,24 @@ static int handle_failure(struct gkm_preq *p, long status, const char *body,
     if (e.cls == GKM_ERRC_OK)
         return 0;
     gkm_pool_count_error(app->pool, idx, p->model, (unsigned)e.cls);
+    if (e.cls == GKM_ERRC_RESOURCE_DENIED && p->pin_idx < 0 &&
+        p->attempts - p->attempts_base < app->cfg->max_attempts) {
+        /* A file or cache the proxy does not know the owner of (created
+         * before a restart, elsewhere, or directly at Google): try a key
+         * of another project; the one that succeeds is remembered. */
+        p->denied = gkm_xrealloc(p->denied, (p->ndenied + 1) * sizeof(size_t));
+        p->denied[p->ndenied++] = idx;
+        long k = pick_unrelated(p, gkm_now_ms());
+        gkm_info(app->log, "[%s] key %s: %s; %s", p->idstr, mask, e.summary,
+                 k >= 0 ? "trying a key of another project"
+                        : "no key of another project left");
+        if (k >= 0) {
+            p->next_idx = k;
+            start_attempt(p);
+            return 1;
+        }
+        return 0;
+    }
     int64_t now = gkm_now_ms();
     int64_t next_reset = (int64_t)app->next_reset * 1000;
     struct gkm_action a = gkm_policy_decide(&app->policy, app->pstate, &e, idx,
@@ -508,9 +580,13 @@ static void start_attempt(struct gkm_preq *p)
 {
     struct gkm_app *app = p->app;
     int64_t now = gkm_now_ms();
-    struct gkm_pick pk = p->pin_idx >= 0
-                             ? pick_pinned(p, now)
-                             : gkm_pool_pick(app->pool, p->model, now);
+    struct gkm_pick pk = {p->next_idx, 0, GKM_BENCH_NONE};
+    if (p->next_idx >= 0) /* chosen by pick_unrelated() */
+        p->next_idx = -1;
+    else if (p->pin_idx >= 0)
+        pk = pick_pinned(p, now);
+    else
+        pk = gkm_pool_pick(app->pool, p->model, now);
     if (pk.idx < 0) {
         /* Only short cooldowns in the way: wait for the first to end, if
          * that is within --max-wait. */
@@ -601,6 +677,7 @@ struct gkm_preq *gkm_preq_new(struct gkm_app *app, struct evhttp_request *req,
     p->up_method = p->method;
     p->key_idx = -1;
     p->pin_idx = -1;
+    p->next_idx = -1;
     p->collect_cap = HOLD_CAP;
     app->inflight++;
     gkm_buf_init(&p->tried, TRIED_LOG_CAP);

@@ -190,5 +190,47 @@ def projects_share_their_files(fake):
         assert [r["key"] for r in fake.requests()] == [KEYS[0], KEYS[2]]
 
 
+@test()
+def unknown_owner_is_found_by_trying(fake):
+    # A file the proxy did not see uploaded (here: uploaded before a
+    # restart) is found by trying keys of other projects on Google's 403;
+    # the owner is remembered and used from then on, and no key is benched.
+    with Proxy(fake.url, keys=KEYS[:4]) as px:
+        h, st, fh, out = upload(px)  # starts on KEYS[0]
+        assert st == 200, (st, out)
+        f = json.loads(out)["file"]
+    with Proxy(fake.url, keys=KEYS[:4]) as px:
+        px.generate()
+        px.generate()  # the rotation now points at KEYS[2]
+        fake.clear()
+        part = {"fileData": {"mimeType": "image/png", "fileUri": f["uri"]}}
+        body = json.dumps({"contents": [{"role": "user", "parts": [{"text": "x"}, part]}]})
+        st, _, out = px.request("POST", "/v1beta/models/%s:generateContent" % MODEL, body=body)
+        assert st == 200, (st, out)
+        keys = [r["key"] for r in fake.requests()]
+        assert keys[-1] == KEYS[0] and keys[:-1] and KEYS[0] not in keys[:-1], keys
+        assert "found by trying" in px.log()
+        fake.clear()
+        for _ in range(3):
+            st, _, out = px.request("POST", "/v1beta/models/%s:generateContent" % MODEL,
+                                    body=body)
+            assert st == 200, (st, out)
+        assert [r["key"] for r in fake.requests()] == [KEYS[0]] * 3
+        # Nobody was benched for it: plain requests rotate over all keys.
+        fake.clear()
+        for _ in range(4):
+            assert px.generate()[0] == 200
+        assert {r["key"] for r in fake.requests()} == set(KEYS[:4])
+        # A file no key can reach: every project is tried once, then
+        # Google's 403 is relayed.
+        fake.clear()
+        body = json.dumps({"contents": [{"role": "user", "parts": [
+            {"text": "x"}, {"fileData": {"mimeType": "image/png",
+                                         "fileUri": "files/doesnotexist"}}]}]})
+        st, _, out = px.request("POST", "/v1beta/models/%s:generateContent" % MODEL, body=body)
+        assert st == 403, (st, out)
+        assert sorted(r["key"] for r in fake.requests()) == sorted(KEYS[:4])
+
+
 if __name__ == "__main__":
     run()
