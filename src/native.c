@@ -136,6 +136,18 @@ static const char *query_param(const char *q, const char *name, size_t *len)
     return NULL;
 }
 
+/* The upload endpoint itself, "/upload/<version>/files" and nothing else:
+ * the only path an upload_id stands in for the token on (any other path
+ * would turn a leaked upload id into an open door to the API). */
+static int is_upload_path(const char *path)
+{
+    if (strncmp(path, "/upload/", 8) != 0)
+        return 0;
+    const char *v = path + 8;
+    size_t vl = strcspn(v, "/");
+    return vl > 0 && strcmp(v + vl, "/files") == 0;
+}
+
 /* "upload/<id>" for an upload_id of 1..128 URL-safe characters. */
 static int upload_name(const char *id, size_t len, char *out, size_t cap)
 {
@@ -393,7 +405,7 @@ void gkm_proxy_native(struct gkm_app *app, struct evhttp_request *req)
      * out with the rewritten upload URL: that id is the credential (as at
      * Google), and the upload continues with the key that started it. */
     size_t idlen = 0;
-    const char *uid = strncmp(p->path, "/upload/", 8) == 0
+    const char *uid = is_upload_path(p->path)
                           ? query_param(p->query, "upload_id", &idlen)
                           : NULL;
     char uname[GKM_AFF_NAME_MAX + 1];

@@ -102,6 +102,20 @@ def upload_id_is_the_only_credential(fake):
                                           "X-Goog-Upload-Offset": "0"})
         assert st == 401, (st, body)
         assert fake.requests() == []
+        # A real upload id opens the upload endpoint only, nothing else.
+        st, h, body = px.request(
+            "POST", "/upload/v1beta/files", body=json.dumps({"file": {}}),
+            headers={"X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start",
+                     "X-Goog-Upload-Header-Content-Length": "3",
+                     "X-Goog-Upload-Header-Content-Type": "text/plain"})
+        assert st == 200, (st, body)
+        q = urlsplit(h["x-goog-upload-url"]).query
+        for path in ("/upload/v1beta/models/%s:generateContent?" % MODEL,
+                     "/v1beta/models/%s:generateContent?" % MODEL,
+                     "/upload/v1beta/files/x?", "/v1beta/files?"):
+            st, _, body = px.request("POST", path + q, body=b"{}", token=None)
+            assert st == 401, (path, st, body)
+        fake.clear()
         # A key= in the upstream's upload URL (start with ?key=) never
         # reaches the client.
         st, h, body = px.request(
