@@ -26,6 +26,7 @@ struct gkm_aff {
     struct entry **buckets;
     size_t nbuckets; /* power of two */
     size_t count, cap;
+    uint64_t gen;
     struct entry *oldest, *newest;
 };
 
@@ -93,6 +94,7 @@ void gkm_aff_put(struct gkm_aff *a, const char *name, size_t len, size_t idx,
 {
     if (len == 0 || len > GKM_AFF_NAME_MAX)
         return;
+    a->gen++;
     struct entry **pp = find(a, name, len);
     if (*pp != NULL)
         unlink_entry(a, pp);
@@ -137,13 +139,28 @@ void gkm_aff_del(struct gkm_aff *a, const char *name, size_t len)
     if (len == 0 || len > GKM_AFF_NAME_MAX)
         return;
     struct entry **pp = find(a, name, len);
-    if (*pp != NULL)
+    if (*pp != NULL) {
         unlink_entry(a, pp);
+        a->gen++;
+    }
 }
 
 size_t gkm_aff_count(const struct gkm_aff *a)
 {
     return a->count;
+}
+
+uint64_t gkm_aff_generation(const struct gkm_aff *a)
+{
+    return a->gen;
+}
+
+void gkm_aff_foreach(const struct gkm_aff *a, int64_t now_ms,
+                     gkm_aff_each_cb cb, void *arg)
+{
+    for (const struct entry *e = a->oldest; e != NULL; e = e->newer)
+        if (e->expires_ms > now_ms)
+            cb(arg, e->name, e->len, e->idx, e->expires_ms);
 }
 
 static int id_char(unsigned char c)

@@ -47,6 +47,15 @@ long gkm_aff_get(struct gkm_aff *a, const char *name, size_t len,
 void gkm_aff_del(struct gkm_aff *a, const char *name, size_t len);
 /* Entries held (expired ones included until looked up or evicted). */
 size_t gkm_aff_count(const struct gkm_aff *a);
+/* Changes so far (puts and deletes): a saver compares it with the value
+ * at its last write. */
+uint64_t gkm_aff_generation(const struct gkm_aff *a);
+/* Visit the entries not expired at now_ms, oldest first (the order
+ * gkm_aff_put must replay to rebuild the same map). cb must not change a. */
+typedef void (*gkm_aff_each_cb)(void *arg, const char *name, size_t len,
+                                size_t idx, int64_t expires_ms);
+void gkm_aff_foreach(const struct gkm_aff *a, int64_t now_ms,
+                     gkm_aff_each_cb cb, void *arg);
 
 /* Find resource names in text (a path, a query or a JSON body, read as
  * bytes: no parsing): every "files/<id>" and "cachedContents/<id>" whose

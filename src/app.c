@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "affinity.h"
 #include "config.h"
 #include "daytime.h"
 #include "keyfile.h"
@@ -33,8 +34,8 @@ int gkm_app_state_load(struct gkm_app *app)
     app->next_reset = gkm_daytime_next_reset(now);
     size_t unknown = 0;
     char aside[4096] = "", err[512] = "";
-    enum gkm_state_load_result r = gkm_state_load(
-        app->pool, app->cfg->usage_path, app->day,
+    enum gkm_state_load_result r = gkm_state_load_ex(
+        app->pool, app->aff, app->cfg->usage_path, app->day,
         (int64_t)app->next_reset * 1000, gkm_now_ms(), &unknown, aside,
         sizeof(aside), err, sizeof(err));
     switch (r) {
@@ -72,17 +73,19 @@ int gkm_app_state_load(struct gkm_app *app)
      * it was another day's file (rewrite it with today's date). */
     app->saved_gen = r == GKM_STATE_LOADED ? gkm_pool_generation(app->pool)
                                            : (uint64_t)-1;
+    app->saved_aff_gen = gkm_aff_generation(app->aff);
     return 0;
 }
 
 int gkm_app_state_flush(struct gkm_app *app, int force)
 {
     uint64_t gen = gkm_pool_generation(app->pool);
-    if (!force && gen == app->saved_gen)
+    uint64_t agen = gkm_aff_generation(app->aff);
+    if (!force && gen == app->saved_gen && agen == app->saved_aff_gen)
         return 0;
     app->last_save_ms = gkm_mono_ms();
-    if (gkm_state_save(app->pool, app->cfg->usage_path, app->day,
-                       gkm_now_ms()) != 0) {
+    if (gkm_state_save_ex(app->pool, app->aff, app->cfg->usage_path, app->day,
+                          gkm_now_ms()) != 0) {
         if (!app->save_failed)
             gkm_error(app->log,
                       "cannot write usage file %s: %s (will keep trying)",
@@ -95,6 +98,7 @@ int gkm_app_state_flush(struct gkm_app *app, int force)
                  app->cfg->usage_path);
     app->save_failed = 0;
     app->saved_gen = gen;
+    app->saved_aff_gen = agen;
     return 0;
 }
 

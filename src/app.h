@@ -45,6 +45,7 @@ struct gkm_app {
     char day[11];          /* current quota day, YYYY-MM-DD */
     time_t next_reset;     /* when it ends */
     uint64_t saved_gen;    /* pool generation last written */
+    uint64_t saved_aff_gen; /* owner map generation last written */
     int save_failed;       /* last save failed (logged once per streak) */
     int64_t last_save_ms;  /* monotonic time of the last write attempt */
     struct event *tick;    /* periodic: debounced save, day check, drain */

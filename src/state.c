@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "affinity.h"
 #include "keypool.h"
 #include "util.h"
 
@@ -160,6 +161,7 @@ static int validate(const json_t *root, char *msg, size_t msglen)
 
 struct loader {
     struct gkm_pool *pool;
+    struct gkm_aff *aff; /* NULL: "gkm.owners" not wanted */
     int same_day;
     int64_t next_reset_ms;
     int64_t now_ms;
@@ -170,6 +172,7 @@ struct loader {
     size_t n_gkm_bad;
     size_t bad_benches;  /* malformed "gkm.benches" entries */
     size_t bad_stats;    /* malformed "gkm.stats" values */
+    size_t bad_owners;   /* malformed "gkm.owners" entries */
 };
 
 static void gkm_bad(struct loader *ld, const char *what)
@@ -364,6 +367,39 @@ static void apply_stats(struct loader *ld, const json_t *gkm)
     }
 }
 
+/* "owners": [{"name": "files/ID", "key": "AIza...", "until": ms}, ...],
+ * oldest first: which key owns a file, cache or upload (affinity.h).
+ * Expired entries and keys no longer in the pool are skipped. */
+static void apply_owners(struct loader *ld, const json_t *gkm)
+{
+    json_t *list = json_object_get(gkm, "owners");
+    if (list == NULL || ld->aff == NULL)
+        return;
+    if (!json_is_array(list)) {
+        gkm_bad(ld, "\"gkm.owners\" is not a list");
+        return;
+    }
+    size_t i;
+    const json_t *e;
+    json_array_foreach(list, i, e) {
+        const json_t *name = json_object_get(e, "name");
+        const char *key = json_string_value(json_object_get(e, "key"));
+        const json_t *until = json_object_get(e, "until");
+        if (!json_is_string(name) || key == NULL || !json_is_integer(until) ||
+            json_string_length(name) == 0 ||
+            json_string_length(name) > GKM_AFF_NAME_MAX) {
+            ld->bad_owners++;
+            continue;
+        }
+        long idx = find_key(ld, key);
+        int64_t u = (int64_t)json_integer_value(until);
+        if (idx < 0 || u <= ld->now_ms)
+            continue;
+        gkm_aff_put(ld->aff, json_string_value(name), json_string_length(name),
+                    (size_t)idx, u);
+    }
+}
+
 /* Our additions: a problem in one part ignores that part only. */
 static void apply_gkm(struct loader *ld, const json_t *root)
 {
@@ -379,6 +415,7 @@ static void apply_gkm(struct loader *ld, const json_t *root)
         gkm_bad(ld, "\"gkm.version\" is not an integer");
     apply_benches(ld, gkm);
     apply_stats(ld, gkm);
+    apply_owners(ld, gkm);
 }
 
 /* Append "; " (unless first) and a formatted note to buf. */
@@ -418,6 +455,9 @@ static void write_notes(const struct loader *ld, char *err, size_t errlen)
     if (ld->bad_stats > 0)
         add_note(err, errlen, "%zu malformed \"gkm.stats\" value%s ignored",
                  ld->bad_stats, ld->bad_stats == 1 ? "" : "s");
+    if (ld->bad_owners > 0)
+        add_note(err, errlen, "%zu malformed \"gkm.owners\" entr%s ignored",
+                 ld->bad_owners, ld->bad_owners == 1 ? "y" : "ies");
 }
 
 /* ---- moving a corrupt file aside ----------------------------------------- */
@@ -489,6 +529,16 @@ enum gkm_state_load_result gkm_state_load(struct gkm_pool *pool,
                                           size_t asidelen, char *err,
                                           size_t errlen)
 {
+    return gkm_state_load_ex(pool, NULL, path, today, next_reset_ms, now_ms,
+                             n_unknown, aside, asidelen, err, errlen);
+}
+
+enum gkm_state_load_result
+gkm_state_load_ex(struct gkm_pool *pool, struct gkm_aff *aff, const char *path,
+                  const char *today, int64_t next_reset_ms, int64_t now_ms,
+                  size_t *n_unknown, char *aside, size_t asidelen, char *err,
+                  size_t errlen)
+{
     enum gkm_state_load_result res = GKM_STATE_ERROR;
     char *data = NULL;
     size_t len = 0;
@@ -525,6 +575,7 @@ enum gkm_state_load_result gkm_state_load(struct gkm_pool *pool,
 
     json_t *date = json_object_get(root, "date");
     ld.pool = pool;
+    ld.aff = aff;
     ld.same_day = date != NULL && today != NULL &&
                   strcmp(json_string_value(date), today) == 0;
     ld.next_reset_ms = next_reset_ms;
@@ -660,8 +711,35 @@ static void dump_bench(void *arg, size_t idx, const char *model,
     (void)json_array_append_new(d->benches, e);
 }
 
+struct owner_dumper {
+    const struct gkm_pool *pool;
+    json_t *list;
+};
+
+static void dump_owner(void *arg, const char *name, size_t len, size_t idx,
+                       int64_t expires_ms)
+{
+    struct owner_dumper *od = arg;
+    if (idx >= gkm_pool_size(od->pool))
+        return;
+    json_t *e = must(json_object());
+    if (oset(e, "name", json_stringn(name, len)) != 0 ||
+        oset(e, "key", json_string(gkm_pool_secret(od->pool, idx))) != 0 ||
+        oset(e, "until", must(json_integer((json_int_t)expires_ms))) != 0) {
+        json_decref(e);
+        return;
+    }
+    (void)json_array_append_new(od->list, e);
+}
+
 char *gkm_state_dump(const struct gkm_pool *pool, const char *today,
                      int64_t now_ms)
+{
+    return gkm_state_dump_ex(pool, NULL, today, now_ms);
+}
+
+char *gkm_state_dump_ex(const struct gkm_pool *pool, const struct gkm_aff *aff,
+                        const char *today, int64_t now_ms)
 {
     json_t *root = must(json_object());
     json_t *counts = must(json_object());
@@ -694,6 +772,11 @@ char *gkm_state_dump(const struct gkm_pool *pool, const char *today,
     (void)oset(gkm, "version", must(json_integer(STATE_VERSION)));
     (void)oset(gkm, "benches", d.benches);
     (void)oset(gkm, "stats", stats);
+    if (aff != NULL) {
+        struct owner_dumper od = {pool, must(json_array())};
+        gkm_aff_foreach(aff, now_ms, dump_owner, &od);
+        (void)oset(gkm, "owners", od.list);
+    }
     if (oset(root, "date", json_string(today ? today : "")) != 0 ||
         oset(root, "counts", counts) != 0 ||
         oset(root, "model_counts", model_counts) != 0 ||
@@ -710,7 +793,13 @@ char *gkm_state_dump(const struct gkm_pool *pool, const char *today,
 int gkm_state_save(const struct gkm_pool *pool, const char *path,
                    const char *today, int64_t now_ms)
 {
-    char *s = gkm_state_dump(pool, today, now_ms);
+    return gkm_state_save_ex(pool, NULL, path, today, now_ms);
+}
+
+int gkm_state_save_ex(const struct gkm_pool *pool, const struct gkm_aff *aff,
+                      const char *path, const char *today, int64_t now_ms)
+{
+    char *s = gkm_state_dump_ex(pool, aff, today, now_ms);
     int rc = gkm_write_file_atomic(path, s, strlen(s), 0600);
     int saved = errno;
     free(s);

@@ -43,6 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct gkm_aff;
 struct gkm_pool;
 
 enum gkm_state_load_result {
@@ -82,5 +83,20 @@ char *gkm_state_dump(const struct gkm_pool *pool, const char *today,
 /* gkm_state_dump + atomic durable write with mode 0600. 0 or -1 (errno). */
 int gkm_state_save(const struct gkm_pool *pool, const char *path,
                    const char *today, int64_t now_ms);
+
+/* The same three with the owners of files, caches and uploads (affinity.h)
+ * kept under "gkm.owners" as [{"name", "key", "until"}] (full keys, like
+ * the rest of the file), oldest first. Loading replays them into aff
+ * (entries expired at now_ms or naming keys not in the pool are skipped;
+ * malformed ones are noted in err). aff NULL: as the plain functions. */
+enum gkm_state_load_result
+gkm_state_load_ex(struct gkm_pool *pool, struct gkm_aff *aff, const char *path,
+                  const char *today, int64_t next_reset_ms, int64_t now_ms,
+                  size_t *n_unknown, char *aside, size_t asidelen, char *err,
+                  size_t errlen);
+char *gkm_state_dump_ex(const struct gkm_pool *pool, const struct gkm_aff *aff,
+                        const char *today, int64_t now_ms);
+int gkm_state_save_ex(const struct gkm_pool *pool, const struct gkm_aff *aff,
+                      const char *path, const char *today, int64_t now_ms);
 
 #endif

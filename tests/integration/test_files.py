@@ -206,9 +206,10 @@ def projects_share_their_files(fake):
 
 @test()
 def unknown_owner_is_found_by_trying(fake):
-    # A file the proxy did not see uploaded (here: uploaded before a
-    # restart) is found by trying keys of other projects on Google's 403;
-    # the owner is remembered and used from then on, and no key is benched.
+    # A file the proxy did not see uploaded (here: through another proxy
+    # with its own usage file, like another replica) is found by trying
+    # keys of other projects on Google's 403; the owner is remembered and
+    # used from then on, and no key is benched.
     with Proxy(fake.url, keys=KEYS[:4]) as px:
         h, st, fh, out = upload(px)  # starts on KEYS[0]
         assert st == 200, (st, out)
@@ -244,6 +245,28 @@ def unknown_owner_is_found_by_trying(fake):
         st, _, out = px.request("POST", "/v1beta/models/%s:generateContent" % MODEL, body=body)
         assert st == 403, (st, out)
         assert sorted(r["key"] for r in fake.requests()) == sorted(KEYS[:4])
+
+
+@test()
+def owners_survive_a_restart(fake):
+    # Owners are saved in key_usage.txt ("gkm.owners"): after a restart the
+    # first use of the file goes straight to its owner.
+    with Proxy(fake.url, keys=KEYS[:3]) as px:
+        px.generate()  # the upload starts on KEYS[1]
+        h, st, fh, out = upload(px)
+        assert st == 200, (st, out)
+        f = json.loads(out)["file"]
+        assert px.stop() == 0
+        owners = px.usage_json()["gkm"]["owners"]
+        assert [(o["name"], o["key"]) for o in owners] == [(f["name"], KEYS[1])], owners
+        workdir = px.dir
+    with Proxy(fake.url, keys=KEYS[:3], workdir=workdir) as px:
+        fake.clear()
+        part = {"fileData": {"mimeType": "image/png", "fileUri": f["uri"]}}
+        body = json.dumps({"contents": [{"role": "user", "parts": [{"text": "x"}, part]}]})
+        st, _, out = px.request("POST", "/v1beta/models/%s:generateContent" % MODEL, body=body)
+        assert st == 200, (st, out)
+        assert [r["key"] for r in fake.requests()] == [KEYS[1]]
 
 
 if __name__ == "__main__":

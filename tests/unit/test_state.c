@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "affinity.h"
 #include "keypool.h"
 #include "state.h"
 #include "util.h"
@@ -473,6 +474,75 @@ static void test_unknown_keys_counted(void **state)
     assert_int_equal(gkm_pool_total(f->pool, 1), 1);
 }
 
+/* "gkm.owners": file, cache and upload owners survive a restart; expired
+ * ones and unknown keys are dropped, malformed entries noted, and the
+ * plain functions neither write nor read them. */
+static void test_owners_round_trip(void **state)
+{
+    struct fx *f = *state;
+    struct gkm_aff *a = gkm_aff_new(16);
+    gkm_aff_put(a, "files/old", 9, 2, NOW_MS - 1); /* expired */
+    gkm_aff_put(a, "files/abc", 9, 1, NOW_MS + 1000);
+    gkm_aff_put(a, "cachedContents/x", 16, 0, NOW_MS + 5000);
+    gkm_aff_put(a, "upload/u1", 9, 2, NOW_MS + 9000);
+    assert_int_equal(gkm_state_save_ex(f->pool, a, f->path, TODAY, NOW_MS), 0);
+    char *text = read_text(f->path);
+    assert_non_null(strstr(text, "\"owners\""));
+    assert_null(strstr(text, "files/old"));
+    free(text);
+
+    struct gkm_pool *p2 = new_pool();
+    struct gkm_aff *b = gkm_aff_new(16);
+    char err[512];
+    assert_int_equal(gkm_state_load_ex(p2, b, f->path, TODAY, RESET_MS, NOW_MS,
+                                       NULL, NULL, 0, err, sizeof(err)),
+                     GKM_STATE_LOADED);
+    assert_string_equal(err, "");
+    assert_int_equal(gkm_aff_count(b), 3);
+    assert_int_equal(gkm_aff_get(b, "files/abc", 9, NOW_MS), 1);
+    assert_int_equal(gkm_aff_get(b, "cachedContents/x", 16, NOW_MS), 0);
+    assert_int_equal(gkm_aff_get(b, "upload/u1", 9, NOW_MS), 2);
+    assert_int_equal(gkm_aff_get(b, "files/abc", 9, NOW_MS + 1000), -1);
+    /* Loaded later: what expired meanwhile is not loaded. */
+    struct gkm_aff *c = gkm_aff_new(16);
+    assert_int_equal(gkm_state_load_ex(p2, c, f->path, TODAY, RESET_MS,
+                                       NOW_MS + 6000, NULL, NULL, 0, NULL, 0),
+                     GKM_STATE_LOADED);
+    assert_int_equal(gkm_aff_count(c), 1);
+    gkm_aff_free(c);
+    /* The plain dump has no owners. */
+    char *plain = gkm_state_dump(f->pool, TODAY, NOW_MS);
+    assert_null(strstr(plain, "\"owners\""));
+    free(plain);
+
+    /* Malformed entries and unknown keys. */
+    char doc[1024];
+    snprintf(doc, sizeof(doc),
+             "{\"date\": \"%s\", \"counts\": {}, \"model_counts\": {}, "
+             "\"exhausted_keys\": {}, \"gkm\": {\"version\": 2, \"owners\": ["
+             "{\"name\": \"files/ok\", \"key\": \"%s\", \"until\": %lld},"
+             "{\"name\": \"files/unknown\", \"key\": \"%s\", \"until\": %lld},"
+             "{\"name\": 5, \"key\": \"%s\", \"until\": 1},"
+             "{\"name\": \"files/nokey\", \"until\": 1},"
+             "\"junk\"]}}",
+             TODAY, K2, (long long)(NOW_MS + 100), KU, (long long)(NOW_MS + 100),
+             K0);
+    write_text(f->path, doc);
+    struct gkm_aff *d = gkm_aff_new(16);
+    size_t unknown = 0;
+    assert_int_equal(gkm_state_load_ex(p2, d, f->path, TODAY, RESET_MS, NOW_MS,
+                                       &unknown, NULL, 0, err, sizeof(err)),
+                     GKM_STATE_LOADED);
+    assert_int_equal(gkm_aff_count(d), 1);
+    assert_int_equal(gkm_aff_get(d, "files/ok", 8, NOW_MS), 2);
+    assert_int_equal(unknown, 1);
+    assert_non_null(strstr(err, "3 malformed \"gkm.owners\" entries ignored"));
+    gkm_aff_free(d);
+    gkm_aff_free(b);
+    gkm_aff_free(a);
+    gkm_pool_free(p2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -496,6 +566,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unreadable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_save_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_keys_counted, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_owners_round_trip, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
