@@ -181,22 +181,22 @@ int gkm_aff_scan(const char *text, size_t len, gkm_aff_scan_cb cb, void *arg)
         const char *p;
         size_t n;
     } prefixes[] = {{"files/", 6}, {"cachedContents/", 15}};
-    /* One pass per prefix would report out of order; walk the text and
-     * find the nearest match of either prefix instead. */
-    size_t pos = 0;
-    while (pos < len) {
-        const char *best = NULL;
-        size_t bn = 0;
-        for (size_t k = 0; k < GKM_ARRAY_LEN(prefixes); k++) {
-            const char *m = memmem(text + pos, len - pos, prefixes[k].p,
-                                   prefixes[k].n);
-            if (m != NULL && (best == NULL || m < best)) {
-                best = m;
-                bn = prefixes[k].n;
-            }
-        }
-        if (best == NULL)
+    /* The next match of each prefix is kept and only the one just used is
+     * searched again, so the text is searched once per prefix in all
+     * (a body made of nothing but "files/" stays linear). */
+    const char *next[GKM_ARRAY_LEN(prefixes)];
+    for (size_t k = 0; k < GKM_ARRAY_LEN(prefixes); k++)
+        next[k] = memmem(text, len, prefixes[k].p, prefixes[k].n);
+    for (;;) {
+        size_t kb = GKM_ARRAY_LEN(prefixes);
+        for (size_t k = 0; k < GKM_ARRAY_LEN(prefixes); k++)
+            if (next[k] != NULL && (kb == GKM_ARRAY_LEN(prefixes) ||
+                                    next[k] < next[kb]))
+                kb = k;
+        if (kb == GKM_ARRAY_LEN(prefixes))
             return 0;
+        const char *best = next[kb];
+        size_t bn = prefixes[kb].n;
         size_t at = (size_t)(best - text);
         size_t i = at + bn;
         while (i < len && i - (at + bn) <= 128 && id_char((unsigned char)text[i]))
@@ -208,7 +208,7 @@ int gkm_aff_scan(const char *text, size_t len, gkm_aff_scan_cb cb, void *arg)
             if (r != 0)
                 return r;
         }
-        pos = at + 1;
+        next[kb] = memmem(best + 1, len - at - 1, prefixes[kb].p,
+                          prefixes[kb].n);
     }
-    return 0;
 }

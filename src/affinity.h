@@ -20,8 +20,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Longest resource name kept ("cachedContents/" + a 128-byte id). */
-#define GKM_AFF_NAME_MAX 160
+/* Longest upload_id accepted (Google's are a few hundred characters). */
+#define GKM_AFF_UPLOAD_ID_MAX 512
+/* Longest resource name kept ("upload/" + the longest upload id). */
+#define GKM_AFF_NAME_MAX (7 + GKM_AFF_UPLOAD_ID_MAX)
 /* Entries the proxy keeps (about 100 bytes each). */
 #define GKM_AFF_ENTRIES 65536
 /* How long an owner found by trying keys is remembered (a file's life). */

@@ -414,6 +414,14 @@ const char *gkm_pool_project(const struct gkm_pool *pool, size_t idx)
     return pool->projects[pool->keys[idx].project].name;
 }
 
+const uint32_t *gkm_pool_project_keys(const struct gkm_pool *pool, size_t idx,
+                                      size_t *n)
+{
+    const struct project *pr = &pool->projects[pool->keys[idx].project];
+    *n = pr->n;
+    return pr->members;
+}
+
 long gkm_pool_find(const struct gkm_pool *pool, const char *secret)
 {
     if (secret == NULL)

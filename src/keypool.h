@@ -82,6 +82,10 @@ const char *gkm_pool_mask(const struct gkm_pool *pool, size_t idx);
 /* Project name of the key at idx (borrowed; never NULL: keys without a
  * project get a private one named after their mask). */
 const char *gkm_pool_project(const struct gkm_pool *pool, size_t idx);
+/* The keys of key idx's project, idx included (borrowed array of *n key
+ * indices). Keys share a project exactly when they are in one list. */
+const uint32_t *gkm_pool_project_keys(const struct gkm_pool *pool, size_t idx,
+                                      size_t *n);
 /* Index of a secret, or -1. O(1) expected. */
 long gkm_pool_find(const struct gkm_pool *pool, const char *secret);
 

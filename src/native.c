@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "affinity.h"
 #include "app.h"
@@ -144,14 +145,52 @@ static int is_upload_path(const char *path)
     if (strncmp(path, "/upload/", 8) != 0)
         return 0;
     const char *v = path + 8;
-    size_t vl = strcspn(v, "/");
+    size_t vl = 0;
+    while ((v[vl] >= 'a' && v[vl] <= 'z') || (v[vl] >= '0' && v[vl] <= '9'))
+        vl++;
     return vl > 0 && strcmp(v + vl, "/files") == 0;
 }
 
-/* "upload/<id>" for an upload_id of 1..128 URL-safe characters. */
+/* An upload's byte request: POST or PUT with an X-Goog-Upload-Command made
+ * only of upload, finalize, query and cancel (never start), and exactly
+ * one upload_id. Anything else needs the token. */
+static int is_upload_continuation(struct gkm_preq *p, struct evhttp_request *req)
+{
+    if (strcmp(p->up_method, "POST") != 0 && strcmp(p->up_method, "PUT") != 0)
+        return 0;
+    const char *q = p->query;
+    int ids = 0;
+    for (const char *s = q; s && *s; s = strchr(s, '&'), s = s ? s + 1 : s)
+        ids += strncmp(s, "upload_id=", 10) == 0;
+    if (ids != 1)
+        return 0;
+    const char *cmd = evhttp_find_header(evhttp_request_get_input_headers(req),
+                                         "X-Goog-Upload-Command");
+    if (cmd == NULL)
+        return 0;
+    static const char *const ok[] = {"upload", "finalize", "query", "cancel"};
+    int words = 0;
+    for (const char *c = cmd; *c;) {
+        c += strspn(c, " ,");
+        size_t n = strcspn(c, " ,");
+        if (n == 0)
+            break;
+        int known = 0;
+        for (size_t i = 0; i < GKM_ARRAY_LEN(ok); i++)
+            known |= strlen(ok[i]) == n && strncasecmp(c, ok[i], n) == 0;
+        if (!known)
+            return 0;
+        words++;
+        c += n;
+    }
+    return words > 0;
+}
+
+/* "upload/<id>" for an upload_id of 1..GKM_AFF_UPLOAD_ID_MAX URL-safe
+ * characters. */
 static int upload_name(const char *id, size_t len, char *out, size_t cap)
 {
-    if (len == 0 || len > 128 || len + 8 > cap)
+    if (len == 0 || len > GKM_AFF_UPLOAD_ID_MAX || len + 8 > cap)
         return -1;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)id[i];
@@ -270,9 +309,19 @@ static void remember(struct gkm_preq *p, const json_t *res, int64_t now)
     gkm_aff_put(p->app->aff, name, strlen(name), (size_t)p->key_idx, until);
 }
 
+/* Answers that can teach an owner (see learn()): uploads, and anything
+ * under files or cachedContents. They are collected whole, whatever their
+ * framing (chunked or HTTP/2 answers have no Content-Length). */
+static int teaches_owner(const struct gkm_preq *p)
+{
+    return strncmp(p->path, "/upload/", 8) == 0 ||
+           strstr(p->path, "/cachedContents") != NULL ||
+           strstr(p->path, "/files") != NULL;
+}
+
 /* Learn owners from a successful answer: a file created by an upload, a
- * cached content created, files or caches listed (all of them belong to
- * the key's project); forget deleted ones. */
+ * cached content created or updated, files or caches listed (all of them
+ * belong to the key's project); forget deleted ones. */
 static void learn(struct gkm_preq *p, const char *data, size_t n)
 {
     int64_t now = gkm_now_ms();
@@ -284,11 +333,8 @@ static void learn(struct gkm_preq *p, const char *data, size_t n)
             gkm_aff_del(p->app->aff, s, strcspn(s, ":?"));
         return;
     }
-    size_t pl = strlen(p->path);
     int upload = strncmp(p->path, "/upload/", 8) == 0;
-    int caches = pl >= 15 && strcmp(p->path + pl - 15, "/cachedContents") == 0;
-    int files = pl >= 6 && strcmp(p->path + pl - 6, "/files") == 0;
-    if (!upload && !caches && !files)
+    if (!teaches_owner(p))
         return;
     json_t *r = json_loadb(data, n, 0, NULL);
     if (r == NULL)
@@ -323,7 +369,8 @@ static enum gkm_relay n_begin(struct gkm_preq *p, long status, long long clen)
     }
     gkm_tap_free(st->tap);
     st->tap = NULL;
-    int collect = clen >= 0 && clen <= SMALL_BODY;
+    int collect = (clen >= 0 && clen <= SMALL_BODY) ||
+                  (teaches_owner(p) && !is_generate(p));
     if (is_generate(p)) {
         enum gkm_tap_kind k = GKM_TAP_WHOLE;
         if (!collect && strstr(p->path, ":streamGenerateContent") != NULL)
@@ -405,14 +452,18 @@ void gkm_proxy_native(struct gkm_app *app, struct evhttp_request *req)
      * out with the rewritten upload URL: that id is the credential (as at
      * Google), and the upload continues with the key that started it. */
     size_t idlen = 0;
-    const char *uid = is_upload_path(p->path)
+    const char *uid = is_upload_path(p->path) && is_upload_continuation(p, req)
                           ? query_param(p->query, "upload_id", &idlen)
                           : NULL;
     char uname[GKM_AFF_NAME_MAX + 1];
     if (uid != NULL && upload_name(uid, idlen, uname, sizeof(uname)) == 0) {
         long k = gkm_aff_get(app->aff, uname, strlen(uname), gkm_now_ms());
         if (k >= 0 && (size_t)k < gkm_pool_size(app->pool)) {
+            /* As at Google, the id is the credential: the bytes go upstream
+             * without any key (so a leaked id opens nothing more than it
+             * does at Google), on the upload's key for the accounting. */
             p->pin_idx = k;
+            p->no_key = 1;
             memcpy(p->pin_name, uname, strlen(uname) + 1);
         }
     }

@@ -109,6 +109,7 @@ struct gkm_preq {
      * this request names (-1: none known), and that name. */
     long pin_idx;
     char pin_name[GKM_AFF_NAME_MAX + 1];
+    int no_key; /* an upload's byte request: sent without any key */
     /* Keys that answered "not your project's file/cache" (owner unknown):
      * the next attempt goes to a key of another project. */
     size_t *denied;

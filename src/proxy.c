@@ -221,7 +221,7 @@ static enum gkm_data_rc on_up_headers(void *arg, long status,
     char st[16];
     snprintf(st, sizeof(st), "(%ld)", status);
     gkm_preq_note(p, st);
-    if (status != 429)
+    if (status != 429 && !p->no_key)
         gkm_pool_count(app->pool, (size_t)p->key_idx, p->model);
     if (status >= 200 && status < 300)
         gkm_policy_state_forget(app->pstate, (size_t)p->key_idx, p->model);
@@ -315,13 +315,15 @@ static const char *scope_name(enum gkm_bench_scope s)
  * started or scheduled), 0 to hand the answer to the client. */
 static void start_attempt(struct gkm_preq *p);
 
-/* Keys a and b may share files (same key, or the same project=NAME). */
+/* Keys a and b share files (the same key, or one project=NAME). */
 static int same_project(const struct gkm_pool *pool, size_t a, size_t b)
 {
-    if (a == b)
-        return 1;
-    const char *pa = gkm_pool_project(pool, a), *pb = gkm_pool_project(pool, b);
-    return pa != NULL && pb != NULL && strcmp(pa, pb) == 0;
+    size_t n;
+    const uint32_t *m = gkm_pool_project_keys(pool, a, &n);
+    for (size_t i = 0; i < n; i++)
+        if (m[i] == b)
+            return 1;
+    return 0;
 }
 
 /* The next key in rotation, available for the model, whose project has
@@ -365,6 +367,14 @@ static int handle_failure(struct gkm_preq *p, long status, const char *body,
     if (e.cls == GKM_ERRC_OK)
         return 0;
     gkm_pool_count_error(app->pool, idx, p->model, (unsigned)e.cls);
+    if (e.cls == GKM_ERRC_RESOURCE_DENIED && p->pin_idx >= 0 && !p->no_key) {
+        /* The remembered owner was wrong (or the file was re-created):
+         * forget it and look for the owner as for an unknown one. */
+        gkm_aff_del(app->aff, p->pin_name, strlen(p->pin_name));
+        gkm_info(app->log, "[%s] %s does not belong to key %s after all",
+                 p->idstr, p->pin_name, mask);
+        p->pin_idx = -1;
+    }
     if (e.cls == GKM_ERRC_RESOURCE_DENIED && p->pin_idx < 0 &&
         p->attempts - p->attempts_base < app->cfg->max_attempts) {
         /* A file or cache the proxy does not know the owner of (created
@@ -494,13 +504,15 @@ static void reply_no_key(struct gkm_preq *p, const struct gkm_pick *pk)
                   : gkm_policy_retry_after_s(pk->retry_at_ms, now);
     const char *model = p->model[0] ? p->model : "(no model)";
     size_t nkeys = gkm_pool_size(app->pool);
-    char msg[640];
+    char msg[1024];
     int daily = pk->reason == GKM_BENCH_QUOTA_DAY;
     int shortwait = pk->reason == GKM_BENCH_QUOTA_MINUTE ||
                     pk->reason == GKM_BENCH_RATE_LIMITED;
     if (p->pin_idx >= 0) {
         /* Only the owner's project can serve it: say so, not "all keys". */
         const char *proj = gkm_pool_project(app->pool, (size_t)p->pin_idx);
+        if (strcmp(proj, gkm_pool_mask(app->pool, (size_t)p->pin_idx)) == 0)
+            proj = NULL; /* a key without project=: its own project */
         char when[64] = "";
         if (pk->retry_at_ms != GKM_FOREVER)
             snprintf(when, sizeof(when), "; retry in %ld s", ra);
@@ -561,18 +573,17 @@ static struct gkm_pick pick_pinned(struct gkm_preq *p, int64_t now)
     struct gkm_pool *pool = p->app->pool;
     struct gkm_pick pk = {-1, GKM_FOREVER, GKM_BENCH_NONE};
     size_t owner = (size_t)p->pin_idx;
+    if (p->no_key) { /* no key is sent: its state does not matter */
+        pk.idx = (long)owner;
+        return pk;
+    }
     if (pinned_ok(pool, owner, p->model, now, &pk))
         return pk;
-    const char *proj = gkm_pool_project(pool, owner);
-    if (proj == NULL)
-        return pk;
-    size_t n = gkm_pool_size(pool);
-    for (size_t k = 0; k < n; k++) {
-        const char *pj = gkm_pool_project(pool, k);
-        if (k != owner && pj != NULL && strcmp(pj, proj) == 0 &&
-            pinned_ok(pool, k, p->model, now, &pk))
+    size_t n;
+    const uint32_t *m = gkm_pool_project_keys(pool, owner, &n);
+    for (size_t i = 0; i < n; i++)
+        if (m[i] != owner && pinned_ok(pool, m[i], p->model, now, &pk))
             return pk;
-    }
     return pk;
 }
 
@@ -581,12 +592,19 @@ static void start_attempt(struct gkm_preq *p)
     struct gkm_app *app = p->app;
     int64_t now = gkm_now_ms();
     struct gkm_pick pk = {p->next_idx, 0, GKM_BENCH_NONE};
-    if (p->next_idx >= 0) /* chosen by pick_unrelated() */
+    if (p->next_idx >= 0) { /* chosen by pick_unrelated() */
         p->next_idx = -1;
-    else if (p->pin_idx >= 0)
+    } else if (p->pin_idx >= 0) {
         pk = pick_pinned(p, now);
-    else
-        pk = gkm_pool_pick(app->pool, p->model, now);
+    } else {
+        /* After a project refused the request's file, retries (a 429 or
+         * 5xx elsewhere) keep away from the projects that refused. */
+        long k = p->ndenied > 0 ? pick_unrelated(p, now) : -1;
+        if (k >= 0)
+            pk.idx = k;
+        else
+            pk = gkm_pool_pick(app->pool, p->model, now);
+    }
     if (pk.idx < 0) {
         /* Only short cooldowns in the way: wait for the first to end, if
          * that is within --max-wait. */
@@ -625,14 +643,15 @@ static void start_attempt(struct gkm_preq *p)
     const char **hv = gkm_xcalloc(p->nup_headers + 1, sizeof(char *));
     for (size_t i = 0; i < p->nup_headers; i++)
         hv[i] = p->up_headers[i];
-    hv[p->nup_headers] = keyhdr;
+    hv[p->nup_headers] = keyhdr; /* left out below for p->no_key */
     gkm_debug(app->log, "[%s] attempt %d: %s %s with key %s", p->idstr,
               p->attempts, p->up_method, p->up_path_query,
               gkm_pool_mask(app->pool, (size_t)pk.idx));
     const char *body = p->up_body ? p->up_body : p->body;
     size_t bodylen = p->up_body ? p->up_bodylen : p->bodylen;
     p->xfer = gkm_xfer_start(app->up, p->up_method, url, hv,
-                             p->nup_headers + 1, body, bodylen, &xfer_cbs, p);
+                             p->nup_headers + (p->no_key ? 0 : 1), body,
+                             bodylen, &xfer_cbs, p);
     /* Wipe our copy of the key header (libcurl keeps its own). */
     memset(keyhdr, 0, strlen(keyhdr));
     free(keyhdr);
@@ -729,9 +748,14 @@ void gkm_preq_start(struct gkm_preq *p)
         if (b != NULL)
             (void)gkm_aff_scan(b, bl, pin_cb, p);
     }
-    if (p->pin_idx >= 0)
-        gkm_debug(p->app->log, "[%s] %s belongs to key %s", p->idstr,
-                  p->pin_name, gkm_pool_mask(p->app->pool, (size_t)p->pin_idx));
+    if (p->pin_idx >= 0) {
+        char m[GKM_MASK_LEN];
+        int up = strncmp(p->pin_name, "upload/", 7) == 0;
+        gkm_debug(p->app->log, "[%s] %s%s belongs to key %s", p->idstr,
+                  up ? "upload " : p->pin_name,
+                  up ? gkm_mask_key(p->pin_name + 7, m) : "",
+                  gkm_pool_mask(p->app->pool, (size_t)p->pin_idx));
+    }
     gkm_client_watch(p);
     start_attempt(p);
 }

@@ -59,6 +59,9 @@ def uploaded_file_sticks_to_its_key(fake):
         recs = fake.requests()
         assert [r["path"] for r in recs] == ["/upload/v1beta/files"] * 2, recs
         assert recs[1]["body_size"] == len(PNG)
+        # The bytes go upstream without any key: the upload id is the
+        # credential, as at Google.
+        assert recs[1]["auth"] == "none" and not recs[1]["key"], recs[1]
 
         # Every later use goes to the owner, whatever the rotation says.
         fake.clear()
@@ -112,9 +115,20 @@ def upload_id_is_the_only_credential(fake):
         q = urlsplit(h["x-goog-upload-url"]).query
         for path in ("/upload/v1beta/models/%s:generateContent?" % MODEL,
                      "/v1beta/models/%s:generateContent?" % MODEL,
-                     "/upload/v1beta/files/x?", "/v1beta/files?"):
-            st, _, body = px.request("POST", path + q, body=b"{}", token=None)
+                     "/upload/v1beta/files/x?", "/v1beta/files?",
+                     "/upload/v1be%2Fta/files?"):
+            st, _, body = px.request("POST", path + q, body=b"{}", token=None,
+                                     headers={"X-Goog-Upload-Command": "upload"})
             assert st == 401, (path, st, body)
+        # ... and only for byte requests: not another start, not without a
+        # command, not for GET, not with a second upload_id.
+        for method, query, cmd in (("POST", q, "start"), ("POST", q, None),
+                                   ("GET", q, "query"),
+                                   ("POST", q + "&upload_id=other", "upload")):
+            hdrs = {"X-Goog-Upload-Command": cmd} if cmd else {}
+            st, _, body = px.request(method, "/upload/v1beta/files?" + query,
+                                     body=b"{}", token=None, headers=hdrs)
+            assert st == 401, (method, query, cmd, st, body)
         fake.clear()
         # A key= in the upstream's upload URL (start with ?key=) never
         # reaches the client.
@@ -267,6 +281,33 @@ def owners_survive_a_restart(fake):
         st, _, out = px.request("POST", "/v1beta/models/%s:generateContent" % MODEL, body=body)
         assert st == 200, (st, out)
         assert [r["key"] for r in fake.requests()] == [KEYS[1]]
+
+
+@test()
+def a_wrong_owner_is_corrected(fake):
+    # A remembered owner that Google refuses (here: planted in the usage
+    # file) is forgotten and the real one found by trying.
+    with Proxy(fake.url, keys=KEYS[:3]) as px:
+        h, st, fh, out = upload(px)  # owned by KEYS[0]
+        assert st == 200, (st, out)
+        f = json.loads(out)["file"]
+        assert px.stop() == 0
+        usage = px.usage_json()
+        usage["gkm"]["owners"] = [{"name": f["name"], "key": KEYS[2],
+                                   "until": 4102444800000}]
+        with open(px.usage, "w") as fh2:
+            json.dump(usage, fh2)
+        workdir = px.dir
+    with Proxy(fake.url, keys=KEYS[:3], workdir=workdir) as px:
+        fake.clear()
+        st, _, out = px.request("GET", "/v1beta/" + f["name"])
+        assert st == 200, (st, out)
+        assert [r["key"] for r in fake.requests()][0] == KEYS[2]
+        assert fake.requests()[-1]["key"] == KEYS[0]
+        assert "does not belong to key ..." + KEYS[2][-4:] in px.log()
+        fake.clear()
+        st, _, out = px.request("GET", "/v1beta/" + f["name"])
+        assert st == 200 and [r["key"] for r in fake.requests()] == [KEYS[0]]
 
 
 if __name__ == "__main__":

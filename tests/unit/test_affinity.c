@@ -141,12 +141,38 @@ static void test_scan(void **state)
     assert_int_equal(f.n, 0);
 }
 
+/* A body made of nothing but prefixes: every one is reported, and the
+ * scan stays linear (it was quadratic once; at 4 MiB that took minutes and
+ * would now hit the test's time limit). */
+static int count_cb(void *arg, const char *name, size_t len)
+{
+    (void)name;
+    assert_int_equal(len, strlen("files/files"));
+    (*(size_t *)arg)++;
+    return 0;
+}
+
+static void test_scan_many_prefixes(void **state)
+{
+    (void)state;
+    size_t n = (4u << 20) / 6;
+    char *text = malloc(n * 6);
+    assert_non_null(text);
+    for (size_t i = 0; i < n; i++)
+        memcpy(text + i * 6, "files/", 6);
+    size_t found = 0;
+    assert_int_equal(gkm_aff_scan(text, n * 6, count_cb, &found), 0);
+    assert_int_equal(found, n - 1); /* the last one has no id */
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_put_get_expire),
         cmocka_unit_test(test_eviction_oldest_first),
         cmocka_unit_test(test_scan),
+        cmocka_unit_test(test_scan_many_prefixes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
