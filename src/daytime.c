@@ -177,3 +177,23 @@ time_t gkm_daytime_next_reset(time_t now)
     }
     return now + 86400;
 }
+
+int64_t gkm_parse_rfc3339_ms(const char *s)
+{
+    int y, mo, d, h, mi, sec;
+    if (s == NULL || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi,
+                            &sec) != 6)
+        return -1;
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 ||
+        mi > 59 || sec > 60 || h < 0 || mi < 0 || sec < 0)
+        return -1;
+    struct tm tm = {0};
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    time_t t = timegm(&tm);
+    return t == (time_t)-1 ? -1 : (int64_t)t * 1000;
+}

@@ -26,4 +26,9 @@ void gkm_daytime_day(time_t now, char out[11]);
  * be 23 or 25 hours long). */
 time_t gkm_daytime_next_reset(time_t now);
 
+/* An RFC 3339 UTC time as Google writes it ("2026-08-22T10:00:00.123456Z";
+ * fractions ignored) in milliseconds since the epoch, or -1 when s is NULL
+ * or does not start with a valid date and time. */
+int64_t gkm_parse_rfc3339_ms(const char *s);
+
 #endif

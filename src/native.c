@@ -25,6 +25,7 @@
 #include "affinity.h"
 #include "app.h"
 #include "config.h"
+#include "daytime.h"
 #include "keypool.h"
 #include "log.h"
 #include "preq.h"
@@ -276,25 +277,6 @@ static char *rewrite_upload_url(struct gkm_preq *p, const char *url)
     return gkm_buf_take(&b, NULL);
 }
 
-/* A cached content's expireTime ("2026-08-22T10:00:00.123Z") as epoch ms,
- * or -1. */
-static int64_t rfc3339_ms(const char *s)
-{
-    int y, mo, d, h, mi, sec;
-    if (s == NULL || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi,
-                            &sec) != 6)
-        return -1;
-    struct tm tm = {0};
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = sec;
-    time_t t = timegm(&tm);
-    return t == (time_t)-1 ? -1 : (int64_t)t * 1000;
-}
-
 static void remember(struct gkm_preq *p, const json_t *res, int64_t now)
 {
     const char *name = json_string_value(json_object_get(res, "name"));
@@ -302,7 +284,7 @@ static void remember(struct gkm_preq *p, const json_t *res, int64_t now)
                          strncmp(name, "cachedContents/", 15) != 0))
         return;
     int64_t until = now + FILE_TTL_MS;
-    int64_t exp = rfc3339_ms(
+    int64_t exp = gkm_parse_rfc3339_ms(
         json_string_value(json_object_get(res, "expireTime")));
     if (name[0] == 'c' && exp > now)
         until = exp;

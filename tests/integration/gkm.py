@@ -237,6 +237,21 @@ def read_rest(r):
         out += b
 
 
+def read_until_cut(r):
+    """(bytes, error) of a streamed response that may be cut: error is the
+    IncompleteRead or connection error that ended it, or None for a clean
+    end."""
+    got = b""
+    try:
+        while True:
+            b = r.read1(65536)
+            if not b:
+                return got, None
+            got += b
+    except (http.client.IncompleteRead, ConnectionError) as e:
+        return got, e
+
+
 def wait_for(pred, timeout=5.0, step=0.05):
     end = time.time() + timeout
     while time.time() < end:

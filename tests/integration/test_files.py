@@ -35,6 +35,13 @@ def upload(px, data=PNG, mime="image/png"):
     return h, r.status, {k.lower(): v for k, v in r.getheaders()}, out
 
 
+def uploaded_file(px):
+    """Upload PNG through px and return the file resource."""
+    h, st, fh, out = upload(px)
+    assert st == 200, (st, out)
+    return json.loads(out)["file"]
+
+
 def gen_with(fields):
     body = {"contents": [{"role": "user", "parts": [{"text": "describe"}]}]}
     body.update(fields)
@@ -204,9 +211,7 @@ def projects_share_their_files(fake):
                       KEYS[2]: {"project": "p1"}})
     text = "%s project=p1\n%s project=p2\n%s project=p1\n" % (KEYS[0], KEYS[1], KEYS[2])
     with Proxy(fake.url, key_text=text) as px:
-        h, st, fh, out = upload(px)
-        assert st == 200, (st, out)
-        f = json.loads(out)["file"]
+        f = uploaded_file(px)
         fake.clear()
         fake.config(keys={KEYS[0]: {"project": "p1"}, KEYS[1]: {"project": "p2"},
                           KEYS[2]: {"project": "p1"}},
@@ -225,9 +230,7 @@ def unknown_owner_is_found_by_trying(fake):
     # keys of other projects on Google's 403; the owner is remembered and
     # used from then on, and no key is benched.
     with Proxy(fake.url, keys=KEYS[:4]) as px:
-        h, st, fh, out = upload(px)  # starts on KEYS[0]
-        assert st == 200, (st, out)
-        f = json.loads(out)["file"]
+        f = uploaded_file(px)  # owned by KEYS[0]
     with Proxy(fake.url, keys=KEYS[:4]) as px:
         px.generate()
         px.generate()  # the rotation now points at KEYS[2]
@@ -267,9 +270,7 @@ def owners_survive_a_restart(fake):
     # first use of the file goes straight to its owner.
     with Proxy(fake.url, keys=KEYS[:3]) as px:
         px.generate()  # the upload starts on KEYS[1]
-        h, st, fh, out = upload(px)
-        assert st == 200, (st, out)
-        f = json.loads(out)["file"]
+        f = uploaded_file(px)
         assert px.stop() == 0
         owners = px.usage_json()["gkm"]["owners"]
         assert [(o["name"], o["key"]) for o in owners] == [(f["name"], KEYS[1])], owners
@@ -288,9 +289,7 @@ def a_wrong_owner_is_corrected(fake):
     # A remembered owner that Google refuses (here: planted in the usage
     # file) is forgotten and the real one found by trying.
     with Proxy(fake.url, keys=KEYS[:3]) as px:
-        h, st, fh, out = upload(px)  # owned by KEYS[0]
-        assert st == 200, (st, out)
-        f = json.loads(out)["file"]
+        f = uploaded_file(px)  # owned by KEYS[0]
         assert px.stop() == 0
         usage = px.usage_json()
         usage["gkm"]["owners"] = [{"name": f["name"], "key": KEYS[2],

@@ -8,8 +8,8 @@ import signal
 import socket
 import time
 
-from gkm import (KEYS, MODEL, TOKEN, Proxy, gen_body, read_rest, run, test,
-                 wait_for)
+from gkm import (KEYS, MODEL, TOKEN, Proxy, gen_body, read_rest, read_until_cut,
+                 run, test, wait_for)
 
 STREAM_PATH = "/v1beta/models/%s:streamGenerateContent" % MODEL
 
@@ -145,16 +145,7 @@ def upstream_drop_mid_stream_truncates(fake):
     with Proxy(fake.url) as px:
         c, r = open_stream(px)
         assert r.status == 200
-        got = b""
-        err = None
-        try:
-            while True:
-                b = r.read1(65536)
-                if not b:
-                    break
-                got += b
-        except (http.client.IncompleteRead, ConnectionError) as e:
-            err = e
+        got, err = read_until_cut(r)
         c.close()
         assert got.count(b"data: ") == 2, got
         assert err is not None, "a cut stream must not look complete to the client"
@@ -198,15 +189,7 @@ def idle_upstream_times_out(fake):
         t0 = time.time()
         c, r = open_stream(px)
         assert r.status == 200
-        got, err = b"", None
-        try:
-            while True:
-                b = r.read1(65536)
-                if not b:
-                    break
-                got += b
-        except (http.client.IncompleteRead, ConnectionError) as e:
-            err = e
+        got, err = read_until_cut(r)
         took = time.time() - t0
         c.close()
         assert got.count(b"data: ") == 1, got

@@ -198,9 +198,26 @@ static void test_kolkata(void **state)
                 utc(2026, 11, 28, 18, 30, 0));
 }
 
+static void test_rfc3339(void **state)
+{
+    (void)state;
+    assert_int_equal(gkm_parse_rfc3339_ms("2026-08-22T10:00:00.123456Z"),
+                     (int64_t)utc(2026, 8, 22, 10, 0, 0) * 1000);
+    assert_int_equal(gkm_parse_rfc3339_ms("1970-01-01T00:00:00Z"), 0);
+    assert_int_equal(gkm_parse_rfc3339_ms("2024-02-29T23:59:59Z"),
+                     (int64_t)utc(2024, 2, 29, 23, 59, 59) * 1000);
+    assert_int_equal(gkm_parse_rfc3339_ms(NULL), -1);
+    assert_int_equal(gkm_parse_rfc3339_ms(""), -1);
+    assert_int_equal(gkm_parse_rfc3339_ms("yesterday"), -1);
+    assert_int_equal(gkm_parse_rfc3339_ms("2026-13-01T00:00:00Z"), -1);
+    assert_int_equal(gkm_parse_rfc3339_ms("2026-01-01T24:00:00Z"), -1);
+    assert_int_equal(gkm_parse_rfc3339_ms("2026-01-01"), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rfc3339),
         cmocka_unit_test(test_setup_rejects),
         cmocka_unit_test(test_setup_accepts_and_sets_tz),
         cmocka_unit_test(test_posix_rules),
