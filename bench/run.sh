@@ -139,16 +139,17 @@ cpu_rps() { # url auth pids [script] -> "req/s cpu_us_per_request"
 ROUNDS="${ROUNDS:-3}"
 echo "running: ${DUR}s per throughput run, $ROUNDS rounds, $NSTREAMS streams" >&2
 R_DIRECT=""; R_PROXY=""; R_NGINX=""; R_10K=""; R_OAI=""; C_PROXY=""; C_NGINX=""; C_OAI=""
+L_DIRECT=""; L_PROXY=""; L_NGINX=""
 for round in $(seq "$ROUNDS"); do
   R_DIRECT+="$(rps "http://127.0.0.1:$FPORT$GEN" "$KEY" 64) "
   read -r r c <<<"$(cpu_rps "http://127.0.0.1:$P3PORT$GEN" "$TOKEN" "$P3PID")"; R_PROXY+="$r "; C_PROXY+="$c "
   read -r r c <<<"$(cpu_rps "http://127.0.0.1:$NPORT$GEN" "$TOKEN" "$NGPIDS")"; R_NGINX+="$r "; C_NGINX+="$c "
   R_10K+="$(rps "http://127.0.0.1:$P10PORT$GEN" "$TOKEN" 64) "
   read -r r c <<<"$(cpu_rps "http://127.0.0.1:$P3PORT/v1/chat/completions" "$TOKEN" "$P3PID" "$W/chat.lua")"; R_OAI+="$r "; C_OAI+="$c "
+  L_DIRECT+="$(p50 "http://127.0.0.1:$FPORT$GEN" "$KEY") "
+  L_PROXY+="$(p50 "http://127.0.0.1:$P3PORT$GEN" "$TOKEN") "
+  L_NGINX+="$(p50 "http://127.0.0.1:$NPORT$GEN" "$TOKEN") "
 done
-L_DIRECT=$(p50 "http://127.0.0.1:$FPORT$GEN" "$KEY")
-L_PROXY=$(p50 "http://127.0.0.1:$P3PORT$GEN" "$TOKEN")
-L_NGINX=$(p50 "http://127.0.0.1:$NPORT$GEN" "$TOKEN")
 
 # --- slow streams -----------------------------------------------------------------
 fakecfg '{"stream": {"chunks": 10, "chunk_delay_ms": 1000}}'
@@ -164,13 +165,17 @@ def med(s):
     v = [float(x) for x in s.split()]
     return statistics.median(v), v
 (rd, vd), (rp, vp), (rn, vn), (r10, v10) = (med(a) for a in sys.argv[1:5])
-ld, lp, ln = map(float, sys.argv[5:8])
+(ld, vld), (lp, vlp), (ln, vln) = (med(a) for a in sys.argv[5:8])
+# Added latency per round (each round measures all three back to back).
+addp = [p - d for p, d in zip(vlp, vld)]
+addn = [n_ - d for n_, d in zip(vln, vld)]
+ap, an = statistics.median(addp), statistics.median(addn)
 sp, sn = json.loads(sys.argv[8]), json.loads(sys.argv[9])
 idle, idle10, n = int(sys.argv[10]), int(sys.argv[11]), int(sys.argv[12])
 (ro, vo), so = med(sys.argv[13]), json.loads(sys.argv[14])
 (cp, _), (cn, _), (co, _) = med(sys.argv[15]), med(sys.argv[16]), med(sys.argv[17])
-ap, an = lp - ld, ln - ld
 runs = lambda v: " / ".join("%.0f" % x for x in v)
+runs3 = lambda v: " / ".join("%.3f" % x for x in v)
 print("Medians of %d rounds (each round runs every throughput measure once, interleaved)." % len(vp))
 print()
 print("| measure | direct to fake | gemini-key-manager | nginx (1 worker) | ratio (ours / nginx) |")
@@ -179,7 +184,8 @@ print("| throughput, 64 connections (req/s) | %.0f | %.0f | %.0f | %.2fx |" % (r
 print("| (all rounds) | %s | %s | %s | |" % (runs(vd), runs(vp), runs(vn)))
 print("| CPU per request at 64 connections (us) | | %.0f | %.0f | %.2fx |" % (cp, cn, cp / cn))
 print("| p50 latency, 1 connection (ms) | %.3f | %.3f | %.3f | |" % (ld, lp, ln))
-print("| added p50 latency (ms) | | %.3f | %.3f | %.2fx |" % (ap, an, ap / an if an > 0 else float("nan")))
+print("| added p50 latency (ms), median of rounds | | %.3f | %.3f | %.2fx |" % (ap, an, ap / an if an > 0 else float("nan")))
+print("| (added p50, all rounds) | | %s | %s | %s |" % (runs3(addp), runs3(addn), " / ".join("%.2fx" % (a / b) if b > 0 else "n/a" for a, b in zip(addp, addn))))
 print("| peak RSS, %d slow streams (MiB) | | %.1f | %.1f | %.2fx |" % (n, sp["peak_rss_kib"] / 1024, sn["peak_rss_kib"] / 1024, sp["peak_rss_kib"] / sn["peak_rss_kib"]))
 print("| CPU time for those streams (s) | | %.2f | %.2f | %.2fx |" % (sp["cpu_s"], sn["cpu_s"], sp["cpu_s"] / sn["cpu_s"] if sn["cpu_s"] else float("nan")))
 print("| streams completed | | %d | %d | |" % (sp["ok"], sn["ok"]))

@@ -29,7 +29,7 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / hz
 
 
-async def one(host, port, path, key, firsts, kind):
+async def one(host, port, path, key, firsts, kind, sem):
     if kind == "openai":
         body = (b'{"model":"gemini-2.5-flash","stream":true,'
                 b'"messages":[{"role":"user","content":"stream benchmark"}]}')
@@ -37,13 +37,14 @@ async def one(host, port, path, key, firsts, kind):
     else:
         body = b'{"contents":[{"role":"user","parts":[{"text":"stream benchmark"}]}]}'
         auth = b"x-goog-api-key: %s" % key.encode()
-    t0 = time.monotonic()
-    r, w = await asyncio.open_connection(host, port)
-    w.write(b"POST %s HTTP/1.1\r\nHost: %s\r\n%s\r\n"
-            b"Content-Type: application/json\r\nContent-Length: %d\r\n"
-            b"Connection: close\r\n\r\n%s"
-            % (path.encode(), host.encode(), auth, len(body), body))
-    await w.drain()
+    async with sem:  # at most 200 connects in flight: no SYN flood
+        t0 = time.monotonic()
+        r, w = await asyncio.open_connection(host, port)
+        w.write(b"POST %s HTTP/1.1\r\nHost: %s\r\n%s\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n"
+                b"Connection: close\r\n\r\n%s"
+                % (path.encode(), host.encode(), auth, len(body), body))
+        await w.drain()
     got_first = False
     n = 0
     while True:
@@ -71,9 +72,7 @@ async def main():
     sem = asyncio.Semaphore(200)  # connect in waves to avoid SYN floods
 
     async def guarded():
-        async with sem:
-            pass
-        return await one(u.hostname, u.port, path, key, firsts, kind)
+        return await one(u.hostname, u.port, path, key, firsts, kind, sem)
 
     tasks = [asyncio.create_task(guarded()) for _ in range(n)]
     while not all(t.done() for t in tasks):
