@@ -22,6 +22,7 @@ enum opt_type {
     T_LISTEN,   /* listen + listen_host + listen_port */
     T_TOKEN,    /* appended to tokens (repeatable) */
     T_URL,      /* upstream */
+    T_PROXY,    /* char *: proxy URL or "none" */
     T_LOGLEVEL, /* log_level */
     T_SIZE,     /* uint64_t bytes */
     T_DURATION, /* uint64_t ms */
@@ -67,6 +68,11 @@ static const struct option_def options[] = {
     {"--upstream", "GKM_UPSTREAM", "URL", T_URL, OFF(upstream),
      "https://generativelanguage.googleapis.com", 0, 0,
      "Gemini API base URL."},
+    {"--upstream-proxy", "GKM_UPSTREAM_PROXY", "URL", T_PROXY,
+     OFF(upstream_proxy), NULL, 0, 0,
+     "Reach the upstream through this HTTP(S) or SOCKS proxy "
+     "(http://[user:pass@]host:port, socks5h://...; 'none' ignores the "
+     "https_proxy/all_proxy environment variables, which apply otherwise)."},
     {"--public-url", "GKM_PUBLIC_URL", "URL", T_URL, OFF(public_url), NULL, 0,
      0,
      "The proxy's address as clients reach it, used in the upload URLs it "
@@ -251,6 +257,27 @@ static int set_option(struct gkm_config *cfg, const struct option_def *o,
     }
     case T_LISTEN:
         return parse_listen(cfg, v, err, errlen);
+    case T_PROXY: {
+        static const char *const schemes[] = {
+            "http://", "https://", "socks4://", "socks4a://", "socks5://",
+            "socks5h://"};
+        char **dst = (char **)(base + o->offset);
+        int ok = strcmp(v, "none") == 0 || *v == '\0';
+        for (size_t i = 0; i < GKM_ARRAY_LEN(schemes) && !ok; i++)
+            ok = strncmp(v, schemes[i], strlen(schemes[i])) == 0 &&
+                 v[strlen(schemes[i])] != '\0';
+        for (const char *q = v; ok && *q; q++)
+            ok = *q > ' ' && *q < 0x7f;
+        if (!ok) {
+            gkm_set_err(err, errlen,
+                        "expected none or a proxy URL (http://, https://, "
+                        "socks4://, socks4a://, socks5://, socks5h://)");
+            return -1;
+        }
+        free(*dst);
+        *dst = *v ? gkm_xstrdup(v) : NULL;
+        return 0;
+    }
     case T_TOKEN:
         if (!valid_token(v)) {
             gkm_set_err(err, errlen,
@@ -585,6 +612,7 @@ void gkm_config_free(struct gkm_config *cfg)
     free(cfg->token_file);
     free(cfg->upstream);
     free(cfg->public_url);
+    free(cfg->upstream_proxy);
     free(cfg->log_file);
     free(cfg->reset_tz);
     for (size_t i = 0; i < cfg->naliases; i++)

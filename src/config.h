@@ -38,6 +38,7 @@ struct gkm_config {
     char *token_file;
     char *upstream; /* base URL without trailing slash */
     char *public_url; /* --public-url without trailing slash, or NULL */
+    char *upstream_proxy; /* --upstream-proxy: URL, "none", or NULL (env) */
     enum gkm_log_level log_level;
     char *log_file; /* NULL: console only */
     uint64_t log_max_bytes;

@@ -75,6 +75,16 @@ static int run_check(const struct gkm_config *cfg, const struct gkm_keyfile *kf)
     printf("gemini-key-manager %s: configuration OK\n", GKM_VERSION);
     printf("  listen          %s\n", cfg->listen);
     printf("  upstream        %s\n", cfg->upstream);
+    if (cfg->upstream_proxy != NULL) {
+        /* user:password@ is never printed */
+        const char *pu = cfg->upstream_proxy, *at = strchr(pu, '@');
+        const char *sch = strstr(pu, "://");
+        if (at != NULL && sch != NULL && at > sch)
+            printf("  upstream proxy  %.*s***@%s\n", (int)(sch + 3 - pu), pu,
+                   at + 1);
+        else
+            printf("  upstream proxy  %s\n", pu);
+    }
     printf("  key file        %s: %zu key(s)\n", cfg->keys_path, kf->n);
     for (size_t i = 0; i < kf->n; i++) {
         char m[GKM_MASK_LEN];
@@ -192,6 +202,10 @@ int main(int argc, char **argv)
         .connect_timeout_ms = (long)cfg->connect_timeout_ms,
         .idle_timeout_ms = (long)cfg->idle_timeout_ms,
         .verbose = 0,
+        .proxy = cfg->upstream_proxy == NULL ? NULL
+                 : strcmp(cfg->upstream_proxy, "none") == 0
+                     ? ""
+                     : cfg->upstream_proxy,
     };
     app.up = gkm_upstream_new(app.base, &uo, app.log);
     if (app.up == NULL)

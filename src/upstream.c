@@ -519,6 +519,8 @@ struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, up);
     if (up->opts.verbose)
         curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+    if (up->opts.proxy != NULL)
+        curl_easy_setopt(e, CURLOPT_PROXY, up->opts.proxy);
 
     if (strcmp(method, "GET") == 0 && bodylen == 0) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);

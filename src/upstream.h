@@ -51,6 +51,9 @@ struct gkm_upstream_opts {
     long connect_timeout_ms;
     long idle_timeout_ms; /* abort when no byte arrives for this long */
     int verbose;          /* CURLOPT_VERBOSE (debug only) */
+    const char *proxy;    /* CURLOPT_PROXY ("" none) or NULL: libcurl's
+                             environment variables; borrowed for the
+                             upstream's lifetime */
 };
 
 /* Bind a curl multi to base. Returns NULL on failure (logged). */

@@ -1,11 +1,12 @@
 """Native Gemini passthrough: rotation order, client auth forms, what the
 upstream receives (one credential, the real key, no client token), header
-and query handling, requests without a model, non-429 errors relayed."""
+and query handling, requests without a model, non-429 errors relayed, and
+reaching the upstream through an HTTP proxy."""
 import json
-
+import subprocess
 import time
 
-from gkm import (KEYS, MODEL, TOKEN, Fake, Proxy, assert_no_keys, gen_body,
+from gkm import (BIN, KEYS, MODEL, TOKEN, Fake, Proxy, assert_no_keys, gen_body,
                  mask, run, test)
 
 
@@ -169,6 +170,36 @@ def upstream_restart_drops_idle_connections(fake):
             assert ticks1 - ticks0 < 20, "idle proxy uses CPU: %d ticks" % (ticks1 - ticks0)
         finally:
             other.stop()
+
+
+@test()
+def upstream_through_a_proxy(fake):
+    # --upstream-proxy: the upstream name need not resolve here, the proxy
+    # (the fake, which routes absolute-form requests by their path) does
+    # the rest. Without it the same configuration cannot reach anything;
+    # the environment's http_proxy applies unless --upstream-proxy none.
+    nowhere = "http://upstream.invalid"
+    with Proxy(nowhere, keys=KEYS[:1], args=["--upstream-proxy", fake.url]) as px:
+        st, _, body = px.generate()
+        assert st == 200, (st, body)
+        assert fake.requests()[-1]["key"] == KEYS[0]
+    env = {"http_proxy": fake.url}
+    with Proxy(nowhere, keys=KEYS[:1], env_extra=env) as px:
+        assert px.generate()[0] == 200
+    with Proxy(nowhere, keys=KEYS[:1], env_extra=env,
+               args=["--upstream-proxy", "none", "--server-retries", "0"]) as px:
+        st, _, body = px.generate()
+        assert st == 502, (st, body)
+    # Credentials in the proxy URL are never printed by --check.
+    out = subprocess.run([BIN, "--check", "--upstream-proxy",
+                          "http://user:s3cret@127.0.0.1:3128"],
+                         cwd=px.dir, capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, out
+    assert "upstream proxy  http://***@127.0.0.1:3128" in out.stdout, out.stdout
+    assert "s3cret" not in out.stdout + out.stderr
+    bad = subprocess.run([BIN, "--check", "--upstream-proxy", "ftp://x"],
+                         cwd=px.dir, capture_output=True, text=True, timeout=10)
+    assert bad.returncode == 2 and "--upstream-proxy" in bad.stderr, bad
 
 
 if __name__ == "__main__":
