@@ -35,6 +35,15 @@ def upload(px, data=PNG, mime="image/png"):
     return h, r.status, {k.lower(): v for k, v in r.getheaders()}, out
 
 
+def start_upload(px, **kw):
+    """Only the start of a 3-byte resumable upload: (status, headers, body)."""
+    return px.request(
+        "POST", "/upload/v1beta/files", body=json.dumps({"file": {}}),
+        headers={"X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start",
+                 "X-Goog-Upload-Header-Content-Length": "3",
+                 "X-Goog-Upload-Header-Content-Type": "text/plain"}, **kw)
+
+
 def uploaded_file(px):
     """Upload PNG through px and return the file resource."""
     h, st, fh, out = upload(px)
@@ -113,11 +122,7 @@ def upload_id_is_the_only_credential(fake):
         assert st == 401, (st, body)
         assert fake.requests() == []
         # A real upload id opens the upload endpoint only, nothing else.
-        st, h, body = px.request(
-            "POST", "/upload/v1beta/files", body=json.dumps({"file": {}}),
-            headers={"X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start",
-                     "X-Goog-Upload-Header-Content-Length": "3",
-                     "X-Goog-Upload-Header-Content-Type": "text/plain"})
+        st, h, body = start_upload(px)
         assert st == 200, (st, body)
         q = urlsplit(h["x-goog-upload-url"]).query
         for path in ("/upload/v1beta/models/%s:generateContent?" % MODEL,
@@ -139,21 +144,13 @@ def upload_id_is_the_only_credential(fake):
         fake.clear()
         # A key= in the upstream's upload URL (start with ?key=) never
         # reaches the client.
-        st, h, body = px.request(
-            "POST", "/upload/v1beta/files", body=json.dumps({"file": {}}), auth="query",
-            headers={"X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start",
-                     "X-Goog-Upload-Header-Content-Length": "3",
-                     "X-Goog-Upload-Header-Content-Type": "text/plain"})
+        st, h, body = start_upload(px, auth="query")
         assert st == 200, (st, body)
         assert "key=" not in h["x-goog-upload-url"], h
         assert_no_keys(json.dumps(h))
         # --public-url names the proxy for clients behind a reverse proxy.
     with Proxy(fake.url, keys=KEYS[:2], args=["--public-url", "https://gkm.example.org/"]) as px:
-        st, h, body = px.request(
-            "POST", "/upload/v1beta/files", body=json.dumps({"file": {}}),
-            headers={"X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start",
-                     "X-Goog-Upload-Header-Content-Length": "3",
-                     "X-Goog-Upload-Header-Content-Type": "text/plain"})
+        st, h, body = start_upload(px)
         assert st == 200, (st, body)
         assert h["x-goog-upload-url"].startswith(
             "https://gkm.example.org/upload/v1beta/files?upload_id="), h
