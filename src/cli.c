@@ -224,6 +224,7 @@ int gkm_cli_keys_check(const struct gkm_config *cfg,
     struct gkm_upstream_opts uo = {
         .connect_timeout_ms = (long)cfg->connect_timeout_ms,
         .idle_timeout_ms = 30000,
+        .proxy = gkm_config_proxy(cfg), /* the same route as the proxy */
     };
     if (run.base == NULL ||
         (run.up = gkm_upstream_new(run.base, &uo, log)) == NULL)

@@ -598,6 +598,13 @@ fail:
     return NULL;
 }
 
+const char *gkm_config_proxy(const struct gkm_config *cfg)
+{
+    if (cfg->upstream_proxy == NULL)
+        return NULL;
+    return strcmp(cfg->upstream_proxy, "none") == 0 ? "" : cfg->upstream_proxy;
+}
+
 void gkm_config_free(struct gkm_config *cfg)
 {
     if (cfg == NULL)

@@ -81,6 +81,10 @@ enum gkm_safety_mode {
 struct gkm_config *gkm_config_load(int argc, char **argv, char **envp,
                                    char *err, size_t errlen);
 void gkm_config_free(struct gkm_config *cfg);
+/* The upstream proxy for libcurl's CURLOPT_PROXY: NULL (none configured:
+ * libcurl's environment variables apply), "" (--upstream-proxy none) or
+ * the URL. Borrowed from cfg. */
+const char *gkm_config_proxy(const struct gkm_config *cfg);
 
 /* Print the --help text (generated from the option table) to f. */
 void gkm_config_usage(FILE *f);

@@ -202,10 +202,7 @@ int main(int argc, char **argv)
         .connect_timeout_ms = (long)cfg->connect_timeout_ms,
         .idle_timeout_ms = (long)cfg->idle_timeout_ms,
         .verbose = 0,
-        .proxy = cfg->upstream_proxy == NULL ? NULL
-                 : strcmp(cfg->upstream_proxy, "none") == 0
-                     ? ""
-                     : cfg->upstream_proxy,
+        .proxy = gkm_config_proxy(cfg),
     };
     app.up = gkm_upstream_new(app.base, &uo, app.log);
     if (app.up == NULL)

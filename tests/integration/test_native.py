@@ -197,6 +197,12 @@ def upstream_through_a_proxy(fake):
     assert out.returncode == 0, out
     assert "upstream proxy  http://***@127.0.0.1:3128" in out.stdout, out.stdout
     assert "s3cret" not in out.stdout + out.stderr
+    # `keys check` takes the same route.
+    r = subprocess.run([BIN, "keys", "check", "--json", "--upstream", nowhere,
+                        "--upstream-proxy", fake.url],
+                       cwd=px.dir, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    assert json.loads(r.stdout)["summary"]["valid"] == 1, r.stdout
     bad = subprocess.run([BIN, "--check", "--upstream-proxy", "ftp://x"],
                          cwd=px.dir, capture_output=True, text=True, timeout=10)
     assert bad.returncode == 2 and "--upstream-proxy" in bad.stderr, bad

@@ -46,6 +46,42 @@ static void test_defaults(void **state)
     gkm_config_free(c);
 }
 
+/* --upstream-proxy: unset (environment), "none", URLs, and refusals;
+ * --public-url: optional base URL. */
+static void test_proxy_and_public_url(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    char *a0[] = {"gkm", NULL};
+    struct gkm_config *c = load(a0, NULL, err);
+    assert_non_null(c);
+    assert_null(gkm_config_proxy(c));
+    assert_null(c->public_url);
+    gkm_config_free(c);
+    char *a1[] = {"gkm", "--upstream-proxy", "none", NULL};
+    c = load(a1, NULL, err);
+    assert_non_null(c);
+    assert_string_equal(gkm_config_proxy(c), "");
+    gkm_config_free(c);
+    char *env[] = {"GKM_UPSTREAM_PROXY=socks5h://127.0.0.1:1080",
+                   "GKM_PUBLIC_URL=https://gkm.example.org/", NULL};
+    c = load(a0, env, err);
+    assert_non_null(c);
+    assert_string_equal(gkm_config_proxy(c), "socks5h://127.0.0.1:1080");
+    assert_string_equal(c->public_url, "https://gkm.example.org");
+    gkm_config_free(c);
+    static const char *bad[] = {"ftp://x", "http://", "127.0.0.1:3128",
+                                "http://a b"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *a2[] = {"gkm", "--upstream-proxy", (char *)bad[i], NULL};
+        err[0] = '\0';
+        assert_null(load(a2, NULL, err));
+        assert_non_null(strstr(err, "--upstream-proxy"));
+    }
+    char *a3[] = {"gkm", "--public-url", "gkm.example.org", NULL};
+    assert_null(load(a3, NULL, err));
+}
+
 static void test_precedence(void **state)
 {
     (void)state;
@@ -187,6 +223,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_proxy_and_public_url),
         cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_public_with_token_and_actions),
