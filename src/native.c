@@ -125,17 +125,27 @@ static int is_generate(const struct gkm_preq *p)
 
 /* ---- key affinity ------------------------------------------------------ */
 
-/* The value of query parameter name in q ("a=1&b=2"), or NULL; *len set. */
-static const char *query_param(const char *q, const char *name, size_t *len)
+/* The value of the first query parameter name in q ("a=1&b=2"), or NULL;
+ * *len set; *count (if not NULL) gets how many times name occurs. */
+static const char *query_param(const char *q, const char *name, size_t *len,
+                               int *count)
 {
     size_t nl = strlen(name);
+    const char *first = NULL;
+    int n = 0;
     for (const char *s = q; s && *s; s = strchr(s, '&'), s = s ? s + 1 : s) {
         if (strncmp(s, name, nl) == 0 && s[nl] == '=') {
-            *len = strcspn(s + nl + 1, "&#");
-            return s + nl + 1;
+            if (n++ == 0) {
+                first = s + nl + 1;
+                *len = strcspn(first, "&#");
+            }
+            if (count == NULL)
+                break;
         }
     }
-    return NULL;
+    if (count != NULL)
+        *count = n;
+    return first;
 }
 
 /* The upload endpoint itself, "/upload/<version>/files" and nothing else:
@@ -153,17 +163,11 @@ static int is_upload_path(const char *path)
 }
 
 /* An upload's byte request: POST or PUT with an X-Goog-Upload-Command made
- * only of upload, finalize, query and cancel (never start), and exactly
- * one upload_id. Anything else needs the token. */
+ * only of upload, finalize, query and cancel (never start). Anything else
+ * needs the token. */
 static int is_upload_continuation(struct gkm_preq *p, struct evhttp_request *req)
 {
     if (strcmp(p->up_method, "POST") != 0 && strcmp(p->up_method, "PUT") != 0)
-        return 0;
-    const char *q = p->query;
-    int ids = 0;
-    for (const char *s = q; s && *s; s = strchr(s, '&'), s = s ? s + 1 : s)
-        ids += strncmp(s, "upload_id=", 10) == 0;
-    if (ids != 1)
         return 0;
     const char *cmd = evhttp_find_header(evhttp_request_get_input_headers(req),
                                          "X-Goog-Upload-Command");
@@ -232,9 +236,9 @@ static char *public_origin(struct gkm_preq *p)
 
 /* Rewrite an upload URL from the upstream so that the client sends the
  * bytes through the proxy: our origin, the same path and query, no key=
- * parameter. Remembers the upload_id's owner. Returns the new value or
- * NULL to keep the old one (it is then still stripped of key= by the
- * redactor's masking). */
+ * parameter. Remembers the upload_id's owner. Returns the new value, or
+ * NULL to keep the old one (a key in it is then masked like any relayed
+ * header, add_reply_headers() in client.c). */
 static char *rewrite_upload_url(struct gkm_preq *p, const char *url)
 {
     const char *s = strstr(url, "://");
@@ -243,7 +247,7 @@ static char *rewrite_upload_url(struct gkm_preq *p, const char *url)
     if (path == NULL || q == NULL)
         return NULL;
     size_t idlen = 0;
-    const char *id = query_param(q + 1, "upload_id", &idlen);
+    const char *id = query_param(q + 1, "upload_id", &idlen, NULL);
     char name[GKM_AFF_NAME_MAX + 1];
     if (id == NULL || upload_name(id, idlen, name, sizeof(name)) != 0)
         return NULL;
@@ -351,9 +355,10 @@ static enum gkm_relay n_begin(struct gkm_preq *p, long status, long long clen)
     }
     gkm_tap_free(st->tap);
     st->tap = NULL;
+    int generate = is_generate(p);
     int collect = (clen >= 0 && clen <= SMALL_BODY) ||
-                  (teaches_owner(p) && !is_generate(p));
-    if (is_generate(p)) {
+                  (!generate && teaches_owner(p));
+    if (generate) {
         enum gkm_tap_kind k = GKM_TAP_WHOLE;
         if (!collect && strstr(p->path, ":streamGenerateContent") != NULL)
             k = strstr(p->query, "alt=sse") != NULL ? GKM_TAP_SSE
@@ -434,9 +439,12 @@ void gkm_proxy_native(struct gkm_app *app, struct evhttp_request *req)
      * out with the rewritten upload URL: that id is the credential (as at
      * Google), and the upload continues with the key that started it. */
     size_t idlen = 0;
+    int nids = 0;
     const char *uid = is_upload_path(p->path) && is_upload_continuation(p, req)
-                          ? query_param(p->query, "upload_id", &idlen)
+                          ? query_param(p->query, "upload_id", &idlen, &nids)
                           : NULL;
+    if (nids != 1) /* exactly one upload_id, or the token is needed */
+        uid = NULL;
     char uname[GKM_AFF_NAME_MAX + 1];
     if (uid != NULL && upload_name(uid, idlen, uname, sizeof(uname)) == 0) {
         long k = gkm_aff_get(app->aff, uname, strlen(uname), gkm_now_ms());

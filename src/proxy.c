@@ -192,6 +192,25 @@ static void stream_end(struct gkm_preq *p, int ok)
 
 static int learn_cb(void *arg, const char *name, size_t len);
 
+/* The body that goes upstream: the surface's rewrite, else the client's. */
+static const char *up_body(const struct gkm_preq *p, size_t *len)
+{
+    *len = p->up_body ? p->up_bodylen : p->bodylen;
+    return p->up_body ? p->up_body : p->body;
+}
+
+/* Every file/cache name the request names, path first, then body, to cb
+ * (gkm_aff_scan's contract: a non-zero return stops and is returned). */
+static int scan_names(struct gkm_preq *p, gkm_aff_scan_cb cb)
+{
+    int r = gkm_aff_scan(p->path, strlen(p->path), cb, p);
+    size_t bl;
+    const char *b = up_body(p, &bl);
+    if (r == 0 && b != NULL)
+        r = gkm_aff_scan(b, bl, cb, p);
+    return r;
+}
+
 /* ---- upstream callbacks ------------------------------------------------ */
 
 static enum gkm_data_rc on_up_headers(void *arg, long status,
@@ -228,12 +247,7 @@ static enum gkm_data_rc on_up_headers(void *arg, long status,
     if (status >= 200 && status < 300 && p->ndenied > 0 && p->pin_idx < 0) {
         /* Found by trying: every file and cache this request names is
          * reachable with this key. */
-        if (gkm_aff_scan(p->path, strlen(p->path), learn_cb, p) == 0) {
-            const char *b = p->up_body ? p->up_body : p->body;
-            size_t bl = p->up_body ? p->up_bodylen : p->bodylen;
-            if (b != NULL)
-                (void)gkm_aff_scan(b, bl, learn_cb, p);
-        }
+        (void)scan_names(p, learn_cb);
     }
     if (status < 200 || status >= 300) {
         p->mode = MODE_HOLD;
@@ -647,8 +661,8 @@ static void start_attempt(struct gkm_preq *p)
     gkm_debug(app->log, "[%s] attempt %d: %s %s with key %s", p->idstr,
               p->attempts, p->up_method, p->up_path_query,
               gkm_pool_mask(app->pool, (size_t)pk.idx));
-    const char *body = p->up_body ? p->up_body : p->body;
-    size_t bodylen = p->up_body ? p->up_bodylen : p->bodylen;
+    size_t bodylen;
+    const char *body = up_body(p, &bodylen);
     p->xfer = gkm_xfer_start(app->up, p->up_method, url, hv,
                              p->nup_headers + (p->no_key ? 0 : 1), body,
                              bodylen, &xfer_cbs, p);
@@ -741,13 +755,8 @@ void gkm_preq_start(struct gkm_preq *p)
 {
     /* A request naming a file or cached content the proxy saw created goes
      * to the key (project) that owns it: the path first, then the body. */
-    if (p->pin_idx < 0 && gkm_aff_count(p->app->aff) > 0 &&
-        gkm_aff_scan(p->path, strlen(p->path), pin_cb, p) == 0) {
-        const char *b = p->up_body ? p->up_body : p->body;
-        size_t bl = p->up_body ? p->up_bodylen : p->bodylen;
-        if (b != NULL)
-            (void)gkm_aff_scan(b, bl, pin_cb, p);
-    }
+    if (p->pin_idx < 0 && gkm_aff_count(p->app->aff) > 0)
+        (void)scan_names(p, pin_cb);
     if (p->pin_idx >= 0) {
         char m[GKM_MASK_LEN];
         int up = strncmp(p->pin_name, "upload/", 7) == 0;
