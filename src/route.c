@@ -52,7 +52,18 @@ int gkm_route_split(const char *uri, char **path, char **query)
     size_t len = strnlen(uri, URI_MAX + 1);
     if (len == 0 || len > URI_MAX || uri[0] != '/')
         return -1;
-    const char *q = strchr(uri, '?');
+    /* The upstream request line carries path and query as given: no
+     * control bytes or spaces; a fragment is never sent on. */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)uri[i];
+        if (c <= ' ' || c == 0x7f)
+            return -1;
+        if (c == '#') {
+            len = i;
+            break;
+        }
+    }
+    const char *q = memchr(uri, '?', len);
     size_t plen = q ? (size_t)(q - uri) : len;
     /* Reject dot segments: they would let a client address upstream paths
      * outside the forwarded prefixes. */
@@ -81,7 +92,7 @@ int gkm_route_split(const char *uri, char **path, char **query)
     }
     out[o] = '\0';
     *path = out;
-    *query = gkm_xstrdup(q ? q + 1 : "");
+    *query = q ? gkm_xstrndup(q + 1, (size_t)(uri + len - q - 1)) : gkm_xstrdup("");
     return 0;
 }
 

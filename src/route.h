@@ -11,9 +11,9 @@
 /* Split a request URI ("/v1beta/x?a=b") into a normalised path and the
  * raw query. The path gets "%3A"/"%3a" decoded to ':' (Gemini method
  * separator; spec §1.1). Returns 0, or -1 when the URI is not an absolute
- * path, is longer than 8 KiB, or has "." / ".." segments (raw or
- * percent-encoded). *path and *query are fresh heap strings (query may be
- * ""). */
+ * path, is longer than 8 KiB, has a space or control byte, or has "." /
+ * ".." segments (raw or percent-encoded). A "#fragment" is dropped. *path
+ * and *query are fresh heap strings (query may be ""). */
 int gkm_route_split(const char *uri, char **path, char **query);
 
 /* 1 when path belongs to the native Gemini surface forwarded as is:

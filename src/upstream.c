@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -37,8 +38,8 @@
 
 #define MAX_RESPONSE_HEADERS 200
 #define MAX_HEADER_BYTES (256 * 1024)
-/* Easy handles are recycled (curl_easy_reset) rather than created per
- * request: creating one costs more than the rest of a small request. */
+/* Easy handles are recycled rather than created per request: creating one
+ * costs more than the rest of a small request. */
 #define IDLE_HANDLES 64
 /* How often live transfers are checked against --idle-timeout. */
 #define SWEEP_MS 1000
@@ -58,6 +59,11 @@ struct gkm_upstream {
     size_t nsocks;
     unsigned char *owned; /* by fd: 1 for connection sockets we opened */
     size_t nowned;
+    /* The last origin ("scheme://host:port") seen, parsed once: a transfer
+     * gets a copy with its path and query set (see url_for). */
+    char *origin;
+    size_t norigin;
+    CURLU *origin_u;
 };
 
 struct gkm_xfer {
@@ -74,6 +80,8 @@ struct gkm_xfer {
     int cancelled;
     int paused;          /* by GKM_DATA_PAUSE: idle time does not count */
     int64_t last_io_ms;  /* monotonic: start, or the last byte received */
+    const char *fail;    /* our reason for failing it, over curl's */
+    CURLU *url;          /* owned; curl reads it until the transfer ends */
     struct gkm_xfer *prev, *next;
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -109,11 +117,17 @@ static void xfer_free(struct gkm_xfer *x)
         x->next->prev = x->prev;
     curl_multi_remove_handle(up->multi, x->easy);
     if (up->nidle < IDLE_HANDLES) {
-        curl_easy_reset(x->easy);
+        /* Kept configured (setup_handle); drop what points into x. */
+        curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, NULL);
+        curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, NULL);
+        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, NULL);
+        curl_easy_setopt(x->easy, CURLOPT_PRIVATE, NULL);
+        curl_easy_setopt(x->easy, CURLOPT_CURLU, NULL);
         up->idle[up->nidle++] = x->easy;
     } else {
         curl_easy_cleanup(x->easy);
     }
+    curl_url_cleanup(x->url);
     curl_slist_free_all(x->hdrs);
     clear_resp_headers(x);
     free(x->resp_hdrs);
@@ -154,9 +168,10 @@ static void check_done(struct gkm_upstream *up)
                 ok = 0;
         }
         if (!x->cancelled) {
-            const char *err = ok ? NULL
-                                 : (x->errbuf[0] ? x->errbuf
-                                                 : curl_easy_strerror(res));
+            const char *err = ok         ? NULL
+                              : x->fail      ? x->fail
+                              : x->errbuf[0] ? x->errbuf
+                                             : curl_easy_strerror(res);
             x->cbs.on_done(x->arg, ok, status,
                            res == CURLE_OPERATION_TIMEDOUT, err);
         }
@@ -377,6 +392,15 @@ static size_t on_curl_header(char *buf, size_t size, size_t n, void *arg)
     while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' ||
                        end[-1] == '\t'))
         end--;
+    if (nlen == 16 && strncasecmp(buf, "content-encoding", 16) == 0 &&
+        end > v && !(end - v == 8 && strncasecmp(v, "identity", 8) == 0)) {
+        /* We ask for no compression (no Accept-Encoding: decoding costs
+         * more than the bytes it saves on these answers) and read every
+         * body: a compressed one could not be checked, so refuse it. */
+        x->fail = "upstream sent a compressed body (Content-Encoding) "
+                  "although none was asked for";
+        return 0;
+    }
     if (x->nresp == x->aresp) {
         x->aresp = x->aresp ? x->aresp * 2 : 16;
         x->resp_hdrs = gkm_xrealloc(x->resp_hdrs,
@@ -460,6 +484,8 @@ void gkm_upstream_free(struct gkm_upstream *up)
     }
     free(up->socks);
     free(up->owned);
+    free(up->origin);
+    curl_url_cleanup(up->origin_u);
     if (up->timer)
         event_free(up->timer);
     if (up->sweep)
@@ -472,43 +498,64 @@ size_t gkm_upstream_active(const struct gkm_upstream *up)
     return up->active;
 }
 
-struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
-                                const char *url, const char *const *headers,
-                                size_t nheaders, const char *body,
-                                size_t bodylen, const struct gkm_xfer_cbs *cbs,
-                                void *arg)
+/* The parsed form of an absolute URL, for CURLOPT_CURLU. Handing curl a
+ * string makes it parse the URL and print it back (its printf works one
+ * character at a time) on every transfer, about a tenth of what a small
+ * request costs; the origin is the same for nearly every request, so it is
+ * parsed once and copied, and only the path and query are set. Returns NULL
+ * if url is not one curl accepts. */
+static CURLU *url_for(struct gkm_upstream *up, const char *url)
 {
-    struct gkm_xfer *x = gkm_xcalloc(1, sizeof(*x));
-    x->up = up;
-    x->cbs = *cbs;
-    x->arg = arg;
-    x->easy = up->nidle > 0 ? up->idle[--up->nidle] : curl_easy_init();
-    if (x->easy == NULL)
-        goto fail;
-    for (size_t i = 0; i < nheaders; i++) {
-        struct curl_slist *l = curl_slist_append(x->hdrs, headers[i]);
-        if (l == NULL)
-            goto fail;
-        x->hdrs = l;
+    const char *sep = strstr(url, "://");
+    if (sep == NULL)
+        return NULL;
+    size_t n = (size_t)(sep + 3 - url);
+    n += strcspn(url + n, "/?#");
+    const char *rest = url + n;
+    if (up->origin_u == NULL || n != up->norigin ||
+        memcmp(url, up->origin, n) != 0) {
+        CURLU *u = curl_url();
+        char *o = gkm_xstrndup(url, n);
+        if (u == NULL || curl_url_set(u, CURLUPART_URL, o, 0) != CURLUE_OK) {
+            curl_url_cleanup(u);
+            free(o);
+            return NULL;
+        }
+        curl_url_cleanup(up->origin_u);
+        free(up->origin);
+        up->origin_u = u;
+        up->origin = o;
+        up->norigin = n;
     }
-    /* No "Expect: 100-continue" round trip before large bodies. */
-    struct curl_slist *l = curl_slist_append(x->hdrs, "Expect:");
-    if (l == NULL)
-        goto fail;
-    x->hdrs = l;
+    CURLU *u = curl_url_dup(up->origin_u);
+    if (u == NULL)
+        return NULL;
+    size_t plen = strcspn(rest, "?#");
+    char *path = gkm_xstrndup(plen > 0 ? rest : "/", plen > 0 ? plen : 1);
+    CURLUcode rc = curl_url_set(u, CURLUPART_PATH, path, 0);
+    free(path);
+    if (rc == CURLUE_OK && rest[plen] == '?') {
+        size_t qlen = strcspn(rest + plen + 1, "#");
+        char *q = gkm_xstrndup(rest + plen + 1, qlen);
+        rc = qlen > 0 ? curl_url_set(u, CURLUPART_QUERY, q, 0) : CURLUE_OK;
+        free(q);
+    }
+    if (rc != CURLUE_OK) {
+        curl_url_cleanup(u);
+        return NULL;
+    }
+    return u;
+}
 
-    CURL *e = x->easy;
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+/* The options every transfer shares, set once per easy handle: recycled
+ * handles keep them (no curl_easy_reset), and gkm_xfer_start sets the
+ * per-request ones, including the method, every time. */
+static void setup_handle(struct gkm_upstream *up, CURL *e)
+{
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_curl_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_curl_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, up->opts.connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
@@ -521,11 +568,58 @@ struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
         curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
     if (up->opts.proxy != NULL)
         curl_easy_setopt(e, CURLOPT_PROXY, up->opts.proxy);
+}
 
+struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
+                                const char *url, const char *const *headers,
+                                size_t nheaders, const char *body,
+                                size_t bodylen, const struct gkm_xfer_cbs *cbs,
+                                void *arg)
+{
+    struct gkm_xfer *x = gkm_xcalloc(1, sizeof(*x));
+    x->up = up;
+    x->cbs = *cbs;
+    x->arg = arg;
+    x->url = url_for(up, url);
+    if (x->url == NULL)
+        goto fail;
+    if (up->nidle > 0) {
+        x->easy = up->idle[--up->nidle];
+    } else if ((x->easy = curl_easy_init()) != NULL) {
+        setup_handle(up, x->easy);
+    } else {
+        goto fail;
+    }
+    for (size_t i = 0; i < nheaders; i++) {
+        struct curl_slist *l = curl_slist_append(x->hdrs, headers[i]);
+        if (l == NULL)
+            goto fail;
+        x->hdrs = l;
+    }
+    /* No "Expect: 100-continue" round trip before large bodies (curl 7.88
+     * sends it above 1 MiB, older versions above 1 KiB). */
+    if (bodylen > 1024) {
+        struct curl_slist *l = curl_slist_append(x->hdrs, "Expect:");
+        if (l == NULL)
+            goto fail;
+        x->hdrs = l;
+    }
+
+    CURL *e = x->easy;
+    curl_easy_setopt(e, CURLOPT_CURLU, x->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    /* The handle may have served another method before: HTTPGET puts it
+     * back to a plain GET (no body, not HEAD), then the method is set. */
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     if (strcmp(method, "GET") == 0 && bodylen == 0) {
-        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
     } else if (strcmp(method, "HEAD") == 0) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
     } else {
         if (bodylen > 0 || strcmp(method, "POST") == 0 ||
             strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0) {
@@ -533,8 +627,8 @@ struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
                              (curl_off_t)bodylen);
             curl_easy_setopt(e, CURLOPT_POSTFIELDS, body ? body : "");
         }
-        if (strcmp(method, "POST") != 0)
-            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST,
+                         strcmp(method, "POST") != 0 ? method : NULL);
     }
 
     x->next = up->head;
@@ -554,6 +648,7 @@ struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
 fail:
     if (x->easy)
         curl_easy_cleanup(x->easy);
+    curl_url_cleanup(x->url);
     curl_slist_free_all(x->hdrs);
     free(x);
     return NULL;

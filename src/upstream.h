@@ -65,9 +65,12 @@ void gkm_upstream_free(struct gkm_upstream *up);
 /* Transfers in progress. */
 size_t gkm_upstream_active(const struct gkm_upstream *up);
 
-/* Start a request. url is absolute; headers are "Name: value" lines
+/* Start a request. url is absolute ("scheme://host[:port]/path?query";
+ * path and query go out as given, anything after '#' is dropped; NULL is
+ * returned for a URL curl cannot parse); headers are "Name: value" lines
  * (copied); body (may be NULL when bodylen is 0) is borrowed and must stay
- * valid until the transfer ends. */
+ * valid until the transfer ends. No Accept-Encoding is sent, and an answer
+ * with a Content-Encoding other than identity fails the transfer. */
 struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
                                 const char *url, const char *const *headers,
                                 size_t nheaders, const char *body,

@@ -94,6 +94,67 @@ def encoded_colon_and_no_model_paths(fake):
 
 
 @test()
+def recycled_upstream_handles_carry_nothing_over(fake):
+    # Upstream transfers reuse configured curl handles (one at a time here,
+    # so always the same one): each request must go out with its own method,
+    # body and headers, nothing left from the one before. The proxy asks for
+    # no compression and sends no "Expect: 100-continue".
+    with Proxy(fake.url, keys=KEYS[:1]) as px:
+        big = json.dumps({"contents": [{"role": "user", "parts": [
+            {"text": "x" * (1100 * 1024)}]}]})
+        steps = [("POST", "/v1beta/models/%s:generateContent" % MODEL, gen_body("one")),
+                 ("DELETE", "/v1beta/files/abc123", None),
+                 ("GET", "/v1beta/models?pageSize=1#fragment", None),
+                 ("HEAD", "/v1beta/models", None),
+                 ("PATCH", "/v1beta/cachedContents/c1?updateMask=ttl", '{"ttl":"60s"}'),
+                 ("POST", "/v1beta/models/%s:countTokens" % MODEL, big),
+                 ("GET", "/v1beta/models/%s" % MODEL, None)]
+        for method, path, body in steps:
+            fake.clear()
+            st, _, _ = px.request(method, path, body=body,
+                                  headers={"Accept-Encoding": "gzip"})
+            reqs = fake.requests()
+            assert len(reqs) == 1, (method, path, st, reqs)
+            r = reqs[0]
+            assert r["method"] == method, (method, r["method"])
+            assert r["path"] == path.split("?")[0].split("#")[0], (path, r["path"])
+            assert r["query"] == (path.split("?")[1].split("#")[0] if "?" in path else ""), r["query"]
+            assert r["body_size"] == len(body or ""), (method, r["body_size"])
+            if body:
+                assert r["body"] == body
+            h = r["headers"]
+            assert "accept-encoding" not in h, h
+            assert "expect" not in h, h
+            assert h.get("x-goog-api-key") == KEYS[0]
+            if body is None:
+                assert "content-length" not in h or h["content-length"] == "0", h
+
+
+@test()
+def uninvited_compression_refused(fake):
+    # An upstream that compresses although nothing was asked for: the body
+    # could not be checked for keys or read for usage, so it is refused
+    # with a 502 in the API's error shape, and the key is not benched.
+    with Proxy(fake.url, keys=KEYS[:1], args=["--server-retries", "0"]) as px:
+        fake.config(rules=[{"respond": "status", "status": 200, "times": 1,
+                            "headers": {"Content-Encoding": "gzip"},
+                            "body": "not really gzip"}])
+        st, h, body = px.generate()
+        assert st == 502, (st, body)
+        err = json.loads(body)["error"]
+        assert err["code"] == 502 and h["content-type"].startswith("application/json")
+        assert b"not really gzip" not in body
+        assert "compressed" in px.log()
+        st, _, body = px.generate()
+        assert st == 200, (st, body)
+        fake.config(rules=[{"respond": "status", "status": 200, "times": 1,
+                            "headers": {"Content-Encoding": "identity"},
+                            "body": {"candidates": []}}])
+        st, _, body = px.generate()
+        assert st == 200 and json.loads(body) == {"candidates": []}, (st, body)
+
+
+@test()
 def errors_relayed_without_benching(fake):
     # With server retries off, a 500 comes back as it is; a request-caused
     # 400 always does. Neither benches the key.

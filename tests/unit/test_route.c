@@ -42,6 +42,12 @@ static void test_split(void **state)
     split_ok("/v1beta/models/m%3agenerateContent", "/v1beta/models/m:generateContent", "");
     split_ok("/v1beta/files/a%2Fb", "/v1beta/files/a%2Fb", "");
     split_ok("/v1beta/x..y/z", "/v1beta/x..y/z", "");
+    split_ok("/v1beta/models#frag", "/v1beta/models", "");
+    split_ok("/v1beta/models?a=b#frag?c", "/v1beta/models", "a=b");
+    split_bad("/v1beta/mo dels");
+    split_bad("/v1beta/models?a=\tb");
+    split_bad("/v1beta/models\x01");
+    split_bad("/v1beta/models?x=\x7f");
     split_bad("");
     split_bad("v1beta/models");
     split_bad("http://evil/v1beta/models");
