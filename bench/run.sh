@@ -14,7 +14,7 @@ NSTREAMS="${2:-1000}"
 cd "$here"
 scripts/deps.sh --bench
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-bench -j"$(nproc)" --target gemini-key-manager fake-gemini >/dev/null
+cmake --build build-bench -j"$(nproc)" --target gemini-key-manager fake-gemini bench-evrelay >/dev/null
 ulimit -n 65536 || ulimit -n 8192
 
 W="$(mktemp -d /tmp/gkm-bench-XXXXXX)"
@@ -95,6 +95,14 @@ PIDS+=($!); NGMASTER=$!
 sleep 0.5
 NGPIDS="$(pgrep -P $NGMASTER | tr '\n' ',')$NGMASTER"
 
+# --- a bare libevent relay (bench/evrelay.c): the evhttp server and client
+# doing the same header swap and nothing else, as a reference for what the
+# proxy's HTTP server layer allows by itself.
+EPORT=$(freeport)
+build-bench/bench-evrelay "$EPORT" "$FPORT" "$KEY" > "$W/evrelay.out" 2>&1 &
+PIDS+=($!); EVPID=$!
+sleep 0.3
+
 # --- wrk helpers ---------------------------------------------------------------
 cat > "$W/post.lua" <<'LUA'
 wrk.method = "POST"
@@ -117,7 +125,7 @@ p50() { # url auth
 }
 fakecfg '{}'
 # warm up every path
-for u in "http://127.0.0.1:$FPORT$GEN|$KEY" "http://127.0.0.1:$P3PORT$GEN|$TOKEN" "http://127.0.0.1:$NPORT$GEN|$TOKEN"; do
+for u in "http://127.0.0.1:$FPORT$GEN|$KEY" "http://127.0.0.1:$P3PORT$GEN|$TOKEN" "http://127.0.0.1:$NPORT$GEN|$TOKEN" "http://127.0.0.1:$EPORT$GEN|$TOKEN"; do
   BENCH_AUTH="${u#*|}" wrk -t1 -c8 -d1s -s "$W/post.lua" "${u%|*}" >/dev/null
 done
 
@@ -139,16 +147,18 @@ cpu_rps() { # url auth pids [script] -> "req/s cpu_us_per_request"
 ROUNDS="${ROUNDS:-3}"
 echo "running: ${DUR}s per throughput run, $ROUNDS rounds, $NSTREAMS streams" >&2
 R_DIRECT=""; R_PROXY=""; R_NGINX=""; R_10K=""; R_OAI=""; C_PROXY=""; C_NGINX=""; C_OAI=""
-L_DIRECT=""; L_PROXY=""; L_NGINX=""
+L_DIRECT=""; L_PROXY=""; L_NGINX=""; R_EV=""; C_EV=""; L_EV=""
 for round in $(seq "$ROUNDS"); do
   R_DIRECT+="$(rps "http://127.0.0.1:$FPORT$GEN" "$KEY" 64) "
   read -r r c <<<"$(cpu_rps "http://127.0.0.1:$P3PORT$GEN" "$TOKEN" "$P3PID")"; R_PROXY+="$r "; C_PROXY+="$c "
   read -r r c <<<"$(cpu_rps "http://127.0.0.1:$NPORT$GEN" "$TOKEN" "$NGPIDS")"; R_NGINX+="$r "; C_NGINX+="$c "
+  read -r r c <<<"$(cpu_rps "http://127.0.0.1:$EPORT$GEN" "$TOKEN" "$EVPID")"; R_EV+="$r "; C_EV+="$c "
   R_10K+="$(rps "http://127.0.0.1:$P10PORT$GEN" "$TOKEN" 64) "
   read -r r c <<<"$(cpu_rps "http://127.0.0.1:$P3PORT/v1/chat/completions" "$TOKEN" "$P3PID" "$W/chat.lua")"; R_OAI+="$r "; C_OAI+="$c "
   L_DIRECT+="$(p50 "http://127.0.0.1:$FPORT$GEN" "$KEY") "
   L_PROXY+="$(p50 "http://127.0.0.1:$P3PORT$GEN" "$TOKEN") "
   L_NGINX+="$(p50 "http://127.0.0.1:$NPORT$GEN" "$TOKEN") "
+  L_EV+="$(p50 "http://127.0.0.1:$EPORT$GEN" "$TOKEN") "
 done
 
 # --- slow streams -----------------------------------------------------------------
@@ -159,7 +169,7 @@ S_OAI=$(python3 bench/streams.py "http://127.0.0.1:$P3PORT/v1/chat/completions" 
 
 python3 - "$R_DIRECT" "$R_PROXY" "$R_NGINX" "$R_10K" "$L_DIRECT" "$L_PROXY" "$L_NGINX" \
   "$S_PROXY" "$S_NGINX" "$IDLE_RSS" "$IDLE_RSS_10K" "$NSTREAMS" "$R_OAI" "$S_OAI" \
-  "$C_PROXY" "$C_NGINX" "$C_OAI" <<'PY'
+  "$C_PROXY" "$C_NGINX" "$C_OAI" "$R_EV" "$C_EV" "$L_EV" <<'PY'
 import json, statistics, sys
 def med(s):
     v = [float(x) for x in s.split()]
@@ -174,6 +184,8 @@ sp, sn = json.loads(sys.argv[8]), json.loads(sys.argv[9])
 idle, idle10, n = int(sys.argv[10]), int(sys.argv[11]), int(sys.argv[12])
 (ro, vo), so = med(sys.argv[13]), json.loads(sys.argv[14])
 (cp, _), (cn, _), (co, _) = med(sys.argv[15]), med(sys.argv[16]), med(sys.argv[17])
+(re_, vre), (ce, _), (le, vle) = med(sys.argv[18]), med(sys.argv[19]), med(sys.argv[20])
+adde = statistics.median([e - d for e, d in zip(vle, vld)])
 runs = lambda v: " / ".join("%.0f" % x for x in v)
 runs3 = lambda v: " / ".join("%.3f" % x for x in v)
 print("Medians of %d rounds (each round runs every throughput measure once, interleaved)." % len(vp))
@@ -192,6 +204,12 @@ print("| streams completed | | %d | %d | |" % (sp["ok"], sn["ok"]))
 print("| first-chunk p50 (ms) | | %s | %s | |" % (sp["first_chunk_ms_p50"], sn["first_chunk_ms_p50"]))
 print("| idle RSS, 3 keys / 10,000 keys (MiB) | | %.1f / %.1f | | |" % (idle / 1024, idle10 / 1024))
 print("| throughput, 10,000 keys with 9,999 benched (req/s) | | %.0f (%.2fx of 3 keys; rounds %s) | | |" % (r10, r10 / rp, runs(v10)))
+print()
+print("| reference: bare libevent relay (`bench/evrelay.c`) | relay | ratio (relay / nginx) | ratio (gemini-key-manager / relay) |")
+print("|---|---|---|---|")
+print("| throughput, 64 connections (req/s) | %.0f (rounds %s) | %.2fx | %.2fx |" % (re_, runs(vre), re_ / rn, rp / re_))
+print("| CPU per request at 64 connections (us) | %.0f | %.2fx | %.2fx |" % (ce, ce / cn, cp / ce))
+print("| added p50 latency (ms), median of rounds | %.3f | %.2fx | %.2fx |" % (adde, adde / an if an > 0 else float("nan"), ap / adde if adde > 0 else float("nan")))
 print()
 print("| OpenAI surface (translated) | gemini-key-manager | vs native passthrough |")
 print("|---|---|---|")

@@ -10,7 +10,6 @@
  * after a detach (client EOF while we still own it: libevent sets its
  * connection to NULL and leaves freeing it to us, see on_conn_close).
  */
-#define _GNU_SOURCE 1 /* memmem */
 #include "preq.h"
 #include "proxy.h"
 
@@ -224,8 +223,7 @@ void gkm_preq_reply(struct gkm_preq *p, long status, const char *ctype,
     const char *sec = gkm_preq_secret(p);
     if (data == NULL)
         data = "";
-    if (memmem(data, len, "AIza", 4) == NULL &&
-        (sec == NULL || memmem(data, len, sec, strlen(sec)) == NULL)) {
+    if (!gkm_redact_needed(sec, data, len)) {
         evbuffer_add(b, data, len); /* nothing to hide: no copy */
     } else {
         char *red = gkm_redact_all(sec, data, len, &rlen);

@@ -19,6 +19,7 @@
  * Ownership: the redactor owns a copy of the secret (wiped on free) and its
  * hold buffer; output goes into the caller's buffer.
  */
+#define _GNU_SOURCE 1 /* memmem */
 #include "redact.h"
 
 #include <stdint.h>
@@ -231,4 +232,24 @@ char *gkm_redact_all(const char *secret, const char *p, size_t n,
         abort(); /* HOLD_CAP cannot be reached by a string in memory */
     gkm_redactor_free(r);
     return gkm_buf_take(&out, outlen);
+}
+
+int gkm_redact_needed(const char *secret, const char *p, size_t n)
+{
+    /* memchr is vectorised; an 'A' is rare in JSON answers. */
+    const char *end = p + n;
+    for (const char *a = p; (a = memchr(a, 'A', (size_t)(end - a))) != NULL;
+         a++) {
+        if (end - a >= AIZA_PREFIX_LEN && memcmp(a, "AIza", AIZA_PREFIX_LEN) == 0)
+            return 1;
+        if (end - a < AIZA_PREFIX_LEN)
+            break;
+    }
+    if (secret == NULL || secret[0] == '\0')
+        return 0;
+    size_t sl = strlen(secret);
+    /* A secret starting with "AIza" would have been found above. */
+    if (sl >= AIZA_PREFIX_LEN && memcmp(secret, "AIza", AIZA_PREFIX_LEN) == 0)
+        return 0;
+    return memmem(p, n, secret, sl) != NULL;
 }

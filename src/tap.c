@@ -1,7 +1,7 @@
 /*
  * tap.c - usage and error facts from a passing Gemini answer (see tap.h).
  */
-#define _GNU_SOURCE 1 /* memmem */
+#define _GNU_SOURCE 1 /* memmem, memrchr */
 #include "tap.h"
 
 #include <jansson.h>
@@ -187,11 +187,18 @@ static int seen(const struct gkm_tap *t, const char *data, size_t n,
         return 1;
     if (t->ncarry == 0)
         return 0;
+    /* Across the boundary: only a match that starts in the carry counts
+     * here, so look at the carry's quotes (memmem's per-call set-up would
+     * cost more than these few bytes). */
     char joint[2 * CARRY];
     size_t take = n < CARRY ? n : CARRY;
     memcpy(joint, t->carry, t->ncarry);
     memcpy(joint + t->ncarry, data, take);
-    return memmem(joint, t->ncarry + take, marker, ml) != NULL;
+    size_t jn = t->ncarry + take;
+    for (size_t i = 0; i < t->ncarry; i++)
+        if (joint[i] == '"' && jn - i >= ml && memcmp(joint + i, marker, ml) == 0)
+            return 1;
+    return 0;
 }
 
 static void stream_feed(struct gkm_tap *t, const char *data, size_t n)
@@ -222,19 +229,22 @@ static void stream_feed(struct gkm_tap *t, const char *data, size_t n)
         gkm_buf_reset(&t->whole); /* cannot happen: sized above */
 }
 
-/* The last occurrence of marker in data, or NULL. */
+/* The last occurrence of marker (which starts with '"') in data, or NULL:
+ * a backward walk over the quotes, since what is wanted is near the end
+ * (memmem from the front would pass every earlier occurrence). */
 static const char *last_of(const char *data, size_t n, const char *marker)
 {
     size_t ml = strlen(marker);
-    const char *found = NULL, *p = data, *end = data + n;
-    while (p < end) {
-        const char *q = memmem(p, (size_t)(end - p), marker, ml);
+    size_t left = n;
+    while (left > 0) {
+        const char *q = memrchr(data, '"', left);
         if (q == NULL)
-            break;
-        found = q;
-        p = q + 1;
+            return NULL;
+        if ((size_t)(data + n - q) >= ml && memcmp(q, marker, ml) == 0)
+            return q;
+        left = (size_t)(q - data);
     }
-    return found;
+    return NULL;
 }
 
 static void stream_finish(struct gkm_tap *t)

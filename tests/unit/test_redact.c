@@ -290,9 +290,30 @@ static void test_random_against_reference(void **state)
         size_t chunk = 1 + (size_t)(iter % 45);
         char *got = feed_chunks(sec, text, len, chunk);
         assert_string_equal(got, want);
+        /* The shortcut the reply path takes: "nothing to redact" must
+         * mean the redacted text is the text. */
+        if (!gkm_redact_needed(sec, text, len))
+            assert_string_equal(want, text);
         free(got);
         free(want);
     }
+}
+
+static void test_needed(void **state)
+{
+    (void)state;
+    assert_int_equal(gkm_redact_needed(NULL, "", 0), 0);
+    assert_int_equal(gkm_redact_needed(NULL, "{\"a\":\"AIz\"}", 10), 0);
+    assert_int_equal(gkm_redact_needed(NULL, "AAAIz", 5), 0);
+    assert_int_equal(gkm_redact_needed(NULL, "AIza", 4), 1);
+    assert_int_equal(gkm_redact_needed(NULL, "xAAIza", 6), 1);
+    /* Only the n bytes given are looked at. */
+    assert_int_equal(gkm_redact_needed(NULL, "xxAIza", 5), 0);
+    /* A secret of another shape is looked for as it is. */
+    assert_int_equal(gkm_redact_needed("sk-secret", "a sk-secret b", 13), 1);
+    assert_int_equal(gkm_redact_needed("sk-secret", "a sk-secre", 10), 0);
+    assert_int_equal(gkm_redact_needed(GK1, "no key here", 11), 0);
+    assert_int_equal(gkm_redact_needed(GK1, GK1, strlen(GK1)), 1);
 }
 
 static void test_output_cap(void **state)
@@ -318,6 +339,7 @@ int main(void)
         cmocka_unit_test(test_many_keys),
         cmocka_unit_test(test_holdback_bounded),
         cmocka_unit_test(test_random_against_reference),
+        cmocka_unit_test(test_needed),
         cmocka_unit_test(test_output_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
