@@ -69,8 +69,8 @@ size_t gkm_upstream_active(const struct gkm_upstream *up);
  * path and query go out as given, anything after '#' is dropped; NULL is
  * returned for a URL curl cannot parse); headers are "Name: value" lines
  * (copied); body (may be NULL when bodylen is 0) is borrowed and must stay
- * valid until the transfer ends. No Accept-Encoding is sent, and an answer
- * with a Content-Encoding other than identity fails the transfer. */
+ * valid until the transfer ends. "Accept-Encoding: identity" is sent; an
+ * answer compressed anyway is decoded before the callbacks see it. */
 struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
                                 const char *url, const char *const *headers,
                                 size_t nheaders, const char *body,

@@ -679,9 +679,16 @@ static void reply_status_rule(struct rctx *rc)
         }
     }
     json_t *body = json_object_get(rp, "body");
+    json_t *b64 = json_object_get(rp, "body_b64");
     char *data;
     size_t len;
-    if (!body) {
+    if (json_is_string(b64)) { /* bytes that are not text (gzip, ...) */
+        data = (char *)b64_decode(json_string_value(b64), &len);
+        if (data == NULL) {
+            data = xstrdup("");
+            len = 0;
+        }
+    } else if (!body) {
         data = xstrdup("");
         len = 0;
     } else if (json_is_string(body)) {
