@@ -490,8 +490,9 @@ size_t gkm_upstream_active(const struct gkm_upstream *up)
  * string makes it parse the URL and print it back (its printf works one
  * character at a time) on every transfer, about a tenth of what a small
  * request costs; the origin is the same for nearly every request, so it is
- * parsed once and copied, and only the path and query are set. Returns NULL
- * if url is not one curl accepts. */
+ * parsed once and copied, and only the path and query are set (unless they
+ * hold a percent-encoding, see below). Returns NULL if url is not one curl
+ * accepts. */
 static CURLU *url_for(struct gkm_upstream *up, const char *url)
 {
     const char *sep = strstr(url, "://");
@@ -514,6 +515,16 @@ static CURLU *url_for(struct gkm_upstream *up, const char *url)
         up->origin_u = u;
         up->origin = o;
         up->norigin = n;
+    }
+    if (strchr(rest, '%') != NULL) {
+        /* Setting the path or query alone lowercases percent-encodings
+         * ("%2F" -> "%2f"); a whole URL keeps them as sent. */
+        CURLU *w = curl_url();
+        if (w == NULL || curl_url_set(w, CURLUPART_URL, url, 0) != CURLUE_OK) {
+            curl_url_cleanup(w);
+            return NULL;
+        }
+        return w;
     }
     CURLU *u = curl_url_dup(up->origin_u);
     if (u == NULL)

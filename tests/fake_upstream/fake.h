@@ -233,6 +233,7 @@ struct rctx {
     struct evhttp_request *req;
     enum evhttp_cmd_type method;
     char *path;        /* decoded path (owned) */
+    const char *raw_path; /* the path as received, undecoded */
     const char *query; /* raw query or "" */
     const unsigned char *body;
     size_t body_len;

@@ -83,6 +83,8 @@ struct rec *rec_new(struct rctx *rc)
     json_object_set_new(o, "method", json_string(method_str(rc->method)));
     json_t *p = json_stringn(rc->path, strlen(rc->path));
     json_object_set_new(o, "path", p ? p : json_string("<invalid utf-8>"));
+    json_t *rp = json_string(rc->raw_path ? rc->raw_path : "");
+    json_object_set_new(o, "raw_path", rp ? rp : json_string("<invalid utf-8>"));
     json_t *q = json_string(rc->query);
     json_object_set_new(o, "query", q ? q : json_string(""));
     json_t *h = json_object();

@@ -803,6 +803,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         rawpath = "/";
     const char *q = u ? evhttp_uri_get_query(u) : NULL;
     rc.query = q ? q : "";
+    rc.raw_path = rawpath;
     size_t plen = 0;
     rc.path = evhttp_uridecode(rawpath, 0, &plen);
     if (!rc.path || strlen(rc.path) != plen) {

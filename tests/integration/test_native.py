@@ -134,6 +134,25 @@ def recycled_upstream_handles_carry_nothing_over(fake):
 
 
 @test()
+def path_and_query_bytes_kept(fake):
+    # Path and query reach the upstream byte for byte (only "%3A" in the
+    # path is decoded to ':' and the proxy's key= removed): percent-encodings
+    # keep their case, reserved characters stay as they are.
+    with Proxy(fake.url, keys=KEYS[:1]) as px:
+        for path, raw, query in [
+                ("/v1beta/files/a%2Fb%C3%A9?name=%2F%3a&x=a%20b+c",
+                 "/v1beta/files/a%2Fb%C3%A9", "name=%2F%3a&x=a%20b+c"),
+                ("/v1beta/files/x~y!$&'()*+,;=@?alt=sse",
+                 "/v1beta/files/x~y!$&'()*+,;=@", "alt=sse"),
+                ("/v1beta/models/%s%%3AgenerateContent?key=%s&alt=json" % (MODEL, TOKEN),
+                 "/v1beta/models/%s:generateContent" % MODEL, "alt=json")]:
+            fake.clear()
+            st, _, body = px.request("GET", path)
+            r = fake.requests()[-1]
+            assert (r["raw_path"], r["query"]) == (raw, query), (path, r["raw_path"], r["query"])
+
+
+@test()
 def compressed_answers_decoded(fake):
     # The proxy asks for "identity" (every answer is read for keys and
     # usage); an upstream that compresses anyway is decoded, so the client
