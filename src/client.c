@@ -185,12 +185,12 @@ static void add_reply_headers(struct gkm_preq *p, const char *ctype,
             continue;
         const char *val = p->rh_values[i];
         const char *sec = gkm_preq_secret(p);
-        if (strstr(val, "AIza") == NULL && (sec == NULL || strstr(val, sec) == NULL)) {
+        size_t vlen = strlen(val);
+        if (!gkm_redact_needed(sec, val, vlen)) {
             evhttp_add_header(h, p->rh_names[i], val); /* nothing to hide */
             continue;
         }
-        size_t vlen = 0;
-        char *v = gkm_redact_all(sec, val, strlen(val), &vlen);
+        char *v = gkm_redact_all(sec, val, vlen, &vlen);
         evhttp_add_header(h, p->rh_names[i], v);
         free(v);
     }

@@ -236,14 +236,17 @@ char *gkm_redact_all(const char *secret, const char *p, size_t n,
 
 int gkm_redact_needed(const char *secret, const char *p, size_t n)
 {
-    /* memchr is vectorised; an 'A' is rare in JSON answers. */
-    const char *end = p + n;
-    for (const char *a = p; (a = memchr(a, 'A', (size_t)(end - a))) != NULL;
-         a++) {
-        if (end - a >= AIZA_PREFIX_LEN && memcmp(a, "AIza", AIZA_PREFIX_LEN) == 0)
-            return 1;
-        if (end - a < AIZA_PREFIX_LEN)
-            break;
+    /* memchr is vectorised; an 'A' is rare in JSON answers. Only an 'A'
+     * with room for "Iza" after it can start the prefix. */
+    if (n >= AIZA_PREFIX_LEN) {
+        const char *last = p + n - AIZA_PREFIX_LEN; /* last possible start */
+        for (const char *a = p;
+             (a = memchr(a, 'A', (size_t)(last - a) + 1)) != NULL; a++) {
+            if (memcmp(a, "AIza", AIZA_PREFIX_LEN) == 0)
+                return 1;
+            if (a == last)
+                break;
+        }
     }
     if (secret == NULL || secret[0] == '\0')
         return 0;

@@ -501,6 +501,16 @@ static CURLU *url_for(struct gkm_upstream *up, const char *url)
     size_t n = (size_t)(sep + 3 - url);
     n += strcspn(url + n, "/?#");
     const char *rest = url + n;
+    if (strchr(rest, '%') != NULL) {
+        /* Setting the path or query alone lowercases percent-encodings
+         * ("%2F" -> "%2f"); a whole URL keeps them as sent. */
+        CURLU *w = curl_url();
+        if (w == NULL || curl_url_set(w, CURLUPART_URL, url, 0) != CURLUE_OK) {
+            curl_url_cleanup(w);
+            return NULL;
+        }
+        return w;
+    }
     if (up->origin_u == NULL || n != up->norigin ||
         memcmp(url, up->origin, n) != 0) {
         CURLU *u = curl_url();
@@ -515,16 +525,6 @@ static CURLU *url_for(struct gkm_upstream *up, const char *url)
         up->origin_u = u;
         up->origin = o;
         up->norigin = n;
-    }
-    if (strchr(rest, '%') != NULL) {
-        /* Setting the path or query alone lowercases percent-encodings
-         * ("%2F" -> "%2f"); a whole URL keeps them as sent. */
-        CURLU *w = curl_url();
-        if (w == NULL || curl_url_set(w, CURLUPART_URL, url, 0) != CURLUE_OK) {
-            curl_url_cleanup(w);
-            return NULL;
-        }
-        return w;
     }
     CURLU *u = curl_url_dup(up->origin_u);
     if (u == NULL)
