@@ -14,7 +14,7 @@ NSTREAMS="${2:-1000}"
 cd "$here"
 scripts/deps.sh --bench
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-bench -j"$(nproc)" --target gemini-key-manager fake-gemini bench-evrelay >/dev/null
+cmake --build build-bench -j"$(nproc)" --target gemini-key-manager fake-gemini bench-evrelay bench-stackrelay >/dev/null
 ulimit -n 65536 || ulimit -n 8192
 
 W="$(mktemp -d /tmp/gkm-bench-XXXXXX)"
@@ -101,6 +101,12 @@ NGPIDS="$(pgrep -P $NGMASTER | tr '\n' ',')$NGMASTER"
 EPORT=$(freeport)
 build-bench/bench-evrelay "$EPORT" "$FPORT" "$KEY" > "$W/evrelay.out" 2>&1 &
 PIDS+=($!); EVPID=$!
+# --- a bare relay on the decided stack (bench/stackrelay.c): evhttp server,
+# libcurl multi_socket client on the same loop, the same header swap and
+# nothing else: the ceiling for any proxy built on the stack.
+SPORT=$(freeport)
+build-bench/bench-stackrelay "$SPORT" "$FPORT" "$KEY" > "$W/stackrelay.out" 2>&1 &
+PIDS+=($!); SRPID=$!
 sleep 0.3
 
 # --- wrk helpers ---------------------------------------------------------------
@@ -125,7 +131,7 @@ p50() { # url auth
 }
 fakecfg '{}'
 # warm up every path
-for u in "http://127.0.0.1:$FPORT$GEN|$KEY" "http://127.0.0.1:$P3PORT$GEN|$TOKEN" "http://127.0.0.1:$NPORT$GEN|$TOKEN" "http://127.0.0.1:$EPORT$GEN|$TOKEN"; do
+for u in "http://127.0.0.1:$FPORT$GEN|$KEY" "http://127.0.0.1:$P3PORT$GEN|$TOKEN" "http://127.0.0.1:$NPORT$GEN|$TOKEN" "http://127.0.0.1:$EPORT$GEN|$TOKEN" "http://127.0.0.1:$SPORT$GEN|$TOKEN"; do
   BENCH_AUTH="${u#*|}" wrk -t1 -c8 -d1s -s "$W/post.lua" "${u%|*}" >/dev/null
 done
 
@@ -147,29 +153,32 @@ cpu_rps() { # url auth pids [script] -> "req/s cpu_us_per_request"
 ROUNDS="${ROUNDS:-3}"
 echo "running: ${DUR}s per throughput run, $ROUNDS rounds, $NSTREAMS streams" >&2
 R_DIRECT=""; R_PROXY=""; R_NGINX=""; R_10K=""; R_OAI=""; C_PROXY=""; C_NGINX=""; C_OAI=""
-L_DIRECT=""; L_PROXY=""; L_NGINX=""; R_EV=""; C_EV=""; L_EV=""
+L_DIRECT=""; L_PROXY=""; L_NGINX=""; R_EV=""; C_EV=""; L_EV=""; R_SR=""; C_SR=""; L_SR=""
 for round in $(seq "$ROUNDS"); do
   R_DIRECT+="$(rps "http://127.0.0.1:$FPORT$GEN" "$KEY" 64) "
   read -r r c <<<"$(cpu_rps "http://127.0.0.1:$P3PORT$GEN" "$TOKEN" "$P3PID")"; R_PROXY+="$r "; C_PROXY+="$c "
   read -r r c <<<"$(cpu_rps "http://127.0.0.1:$NPORT$GEN" "$TOKEN" "$NGPIDS")"; R_NGINX+="$r "; C_NGINX+="$c "
   read -r r c <<<"$(cpu_rps "http://127.0.0.1:$EPORT$GEN" "$TOKEN" "$EVPID")"; R_EV+="$r "; C_EV+="$c "
+  read -r r c <<<"$(cpu_rps "http://127.0.0.1:$SPORT$GEN" "$TOKEN" "$SRPID")"; R_SR+="$r "; C_SR+="$c "
   R_10K+="$(rps "http://127.0.0.1:$P10PORT$GEN" "$TOKEN" 64) "
   read -r r c <<<"$(cpu_rps "http://127.0.0.1:$P3PORT/v1/chat/completions" "$TOKEN" "$P3PID" "$W/chat.lua")"; R_OAI+="$r "; C_OAI+="$c "
   L_DIRECT+="$(p50 "http://127.0.0.1:$FPORT$GEN" "$KEY") "
   L_PROXY+="$(p50 "http://127.0.0.1:$P3PORT$GEN" "$TOKEN") "
   L_NGINX+="$(p50 "http://127.0.0.1:$NPORT$GEN" "$TOKEN") "
   L_EV+="$(p50 "http://127.0.0.1:$EPORT$GEN" "$TOKEN") "
+  L_SR+="$(p50 "http://127.0.0.1:$SPORT$GEN" "$TOKEN") "
 done
 
 # --- slow streams -----------------------------------------------------------------
 fakecfg '{"stream": {"chunks": 10, "chunk_delay_ms": 1000}}'
 S_PROXY=$(python3 bench/streams.py "http://127.0.0.1:$P3PORT$STREAM" "$NSTREAMS" "$TOKEN" "$P3PID")
 S_NGINX=$(python3 bench/streams.py "http://127.0.0.1:$NPORT$STREAM" "$NSTREAMS" "$TOKEN" "$NGPIDS")
+S_SR=$(python3 bench/streams.py "http://127.0.0.1:$SPORT$STREAM" "$NSTREAMS" "$TOKEN" "$SRPID")
 S_OAI=$(python3 bench/streams.py "http://127.0.0.1:$P3PORT/v1/chat/completions" "$NSTREAMS" "$TOKEN" "$P3PID" openai)
 
 python3 - "$R_DIRECT" "$R_PROXY" "$R_NGINX" "$R_10K" "$L_DIRECT" "$L_PROXY" "$L_NGINX" \
   "$S_PROXY" "$S_NGINX" "$IDLE_RSS" "$IDLE_RSS_10K" "$NSTREAMS" "$R_OAI" "$S_OAI" \
-  "$C_PROXY" "$C_NGINX" "$C_OAI" "$R_EV" "$C_EV" "$L_EV" <<'PY'
+  "$C_PROXY" "$C_NGINX" "$C_OAI" "$R_EV" "$C_EV" "$L_EV" "$R_SR" "$C_SR" "$L_SR" "$S_SR" <<'PY'
 import json, statistics, sys
 def med(s):
     v = [float(x) for x in s.split()]
@@ -186,6 +195,9 @@ idle, idle10, n = int(sys.argv[10]), int(sys.argv[11]), int(sys.argv[12])
 (cp, _), (cn, _), (co, _) = med(sys.argv[15]), med(sys.argv[16]), med(sys.argv[17])
 (re_, vre), (ce, _), (le, vle) = med(sys.argv[18]), med(sys.argv[19]), med(sys.argv[20])
 adde = statistics.median([e - d for e, d in zip(vle, vld)])
+(rs, vrs), (cs, _), (ls, vls) = med(sys.argv[21]), med(sys.argv[22]), med(sys.argv[23])
+adds = statistics.median([e - d for e, d in zip(vls, vld)])
+ss = json.loads(sys.argv[24])
 runs = lambda v: " / ".join("%.0f" % x for x in v)
 runs3 = lambda v: " / ".join("%.3f" % x for x in v)
 print("Medians of %d rounds (each round runs every throughput measure once, interleaved)." % len(vp))
@@ -205,11 +217,21 @@ print("| first-chunk p50 (ms) | | %s | %s | |" % (sp["first_chunk_ms_p50"], sn["
 print("| idle RSS, 3 keys / 10,000 keys (MiB) | | %.1f / %.1f | | |" % (idle / 1024, idle10 / 1024))
 print("| throughput, 10,000 keys with 9,999 benched (req/s) | | %.0f (%.2fx of 3 keys; rounds %s) | | |" % (r10, r10 / rp, runs(v10)))
 print()
-print("| reference: bare libevent relay (`bench/evrelay.c`) | relay | ratio (relay / nginx) | ratio (gemini-key-manager / relay) |")
-print("|---|---|---|---|")
-print("| throughput, 64 connections (req/s) | %.0f (rounds %s) | %.2fx | %.2fx |" % (re_, runs(vre), re_ / rn, rp / re_))
-print("| CPU per request at 64 connections (us) | %.0f | %.2fx | %.2fx |" % (ce, ce / cn, cp / ce))
-print("| added p50 latency (ms), median of rounds | %.3f | %.2fx | %.2fx |" % (adde, adde / an if an > 0 else float("nan"), ap / adde if adde > 0 else float("nan")))
+print("| reference relays (same header swap, nothing else) | evhttp + evhttp (`bench/evrelay.c`) | evhttp + libcurl, the decided stack (`bench/stackrelay.c`) |")
+print("|---|---|---|")
+print("| throughput, 64 connections (req/s) | %.0f (rounds %s) | %.0f (rounds %s) |" % (re_, runs(vre), rs, runs(vrs)))
+print("| throughput / nginx | %.2fx | %.2fx |" % (re_ / rn, rs / rn))
+print("| gemini-key-manager throughput / relay | %.2fx | %.2fx |" % (rp / re_, rp / rs))
+print("| CPU per request at 64 connections (us) | %.0f | %.0f |" % (ce, cs))
+print("| CPU per request / nginx | %.2fx | %.2fx |" % (ce / cn, cs / cn))
+print("| gemini-key-manager CPU per request / relay | %.2fx | %.2fx |" % (cp / ce, cp / cs))
+print("| added p50 latency (ms), median of rounds | %.3f | %.3f |" % (adde, adds))
+print("| added p50 latency / nginx | %.2fx | %.2fx |" % (adde / an if an > 0 else float("nan"), adds / an if an > 0 else float("nan")))
+print("| gemini-key-manager added p50 latency / relay | %.2fx | %.2fx |" % (ap / adde if adde > 0 else float("nan"), ap / adds if adds > 0 else float("nan")))
+print("| CPU time for %d slow streams (s) | | %.2f (completed %d) |" % (n, ss["cpu_s"], ss["ok"]))
+print("| CPU for those streams / nginx | | %.2fx |" % (ss["cpu_s"] / sn["cpu_s"] if sn["cpu_s"] else float("nan")))
+print("| gemini-key-manager CPU for those streams / relay | | %.2fx |" % (sp["cpu_s"] / ss["cpu_s"] if ss["cpu_s"] else float("nan")))
+print("| peak RSS, %d slow streams (MiB) / nginx | | %.1f / %.2fx |" % (n, ss["peak_rss_kib"] / 1024, ss["peak_rss_kib"] / sn["peak_rss_kib"]))
 print()
 print("| OpenAI surface (translated) | gemini-key-manager | vs native passthrough |")
 print("|---|---|---|")
