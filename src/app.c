@@ -4,9 +4,11 @@
  *
  * Concurrency model: everything runs on one event loop thread, so the key
  * pool is only ever touched between callbacks and needs no locks. Saving is
- * debounced: a 1 s (--save-interval) tick writes the usage file when the
- * pool's generation changed, so a hard kill loses at most one interval of
- * counts; a graceful stop always writes.
+ * debounced: a 1 s (--save-interval) tick serialises the state when the
+ * pool's generation changed and hands it to the writer thread (saver.h),
+ * which does the durable write off the loop, so a hard kill loses at most
+ * one interval of counts (plus one write); a graceful stop always writes
+ * and waits for the write.
  */
 #include "app.h"
 
@@ -22,6 +24,7 @@
 #include "keyfile.h"
 #include "keypool.h"
 #include "log.h"
+#include "saver.h"
 #include "server.h"
 #include "state.h"
 #include "upstream.h"
@@ -77,29 +80,80 @@ int gkm_app_state_load(struct gkm_app *app)
     return 0;
 }
 
-int gkm_app_state_flush(struct gkm_app *app, int force)
+static void save_failed(struct gkm_app *app, int err)
 {
-    uint64_t gen = gkm_pool_generation(app->pool);
-    uint64_t agen = gkm_aff_generation(app->aff);
-    if (!force && gen == app->saved_gen && agen == app->saved_aff_gen)
-        return 0;
-    app->last_save_ms = gkm_mono_ms();
-    if (gkm_state_save_ex(app->pool, app->aff, app->cfg->usage_path, app->day,
-                          gkm_now_ms()) != 0) {
-        if (!app->save_failed)
-            gkm_error(app->log,
-                      "cannot write usage file %s: %s (will keep trying)",
-                      app->cfg->usage_path, strerror(errno));
-        app->save_failed = 1;
-        return -1;
-    }
+    if (!app->save_failed)
+        gkm_error(app->log, "cannot write usage file %s: %s (will keep trying)",
+                  app->cfg->usage_path, strerror(err));
+    app->save_failed = 1;
+}
+
+static void save_ok(struct gkm_app *app, uint64_t gen, uint64_t agen)
+{
     if (app->save_failed)
         gkm_info(app->log, "usage file %s written again",
                  app->cfg->usage_path);
     app->save_failed = 0;
     app->saved_gen = gen;
     app->saved_aff_gen = agen;
+}
+
+/* Take in what the writer did since the last look. Returns 1 while the
+ * newest snapshot handed over is still queued or being written. */
+static int save_results(struct gkm_app *app)
+{
+    if (app->saver == NULL || app->sub_seq == 0)
+        return 0;
+    struct gkm_saver_status st;
+    gkm_saver_status(app->saver, &st);
+    if (st.fail_seq > app->seen_fail_seq && st.fail_seq > st.ok_seq) {
+        app->seen_fail_seq = st.fail_seq;
+        save_failed(app, st.fail_errno);
+    }
+    if (st.ok_seq == app->sub_seq &&
+        (app->saved_gen != app->sub_gen || app->saved_aff_gen != app->sub_aff_gen ||
+         app->save_failed))
+        save_ok(app, app->sub_gen, app->sub_aff_gen);
+    return st.ok_seq != app->sub_seq && st.fail_seq != app->sub_seq;
+}
+
+int gkm_app_state_flush(struct gkm_app *app, int force)
+{
+    int queued = save_results(app);
+    uint64_t gen = gkm_pool_generation(app->pool);
+    uint64_t agen = gkm_aff_generation(app->aff);
+    if (!force && gen == app->saved_gen && agen == app->saved_aff_gen)
+        return 0;
+    if (!force && queued && gen == app->sub_gen && agen == app->sub_aff_gen)
+        return 0; /* this very state is on its way to the disk */
+    app->last_save_ms = gkm_mono_ms();
+    char *s = gkm_state_dump_ex(app->pool, app->aff, app->day, gkm_now_ms());
+    if (app->saver != NULL) {
+        app->sub_seq++;
+        app->sub_gen = gen;
+        app->sub_aff_gen = agen;
+        gkm_saver_submit(app->saver, s, strlen(s), app->sub_seq);
+        return 0;
+    }
+    int rc = gkm_write_file_atomic(app->cfg->usage_path, s, strlen(s), 0600);
+    int err = errno;
+    free(s);
+    if (rc != 0) {
+        save_failed(app, err);
+        return -1;
+    }
+    save_ok(app, gen, agen);
     return 0;
+}
+
+/* The last write before leaving: hand it over and wait for the disk. */
+static void state_flush_final(struct gkm_app *app)
+{
+    (void)gkm_app_state_flush(app, 1);
+    if (app->saver == NULL)
+        return;
+    (void)gkm_saver_wait(app->saver);
+    (void)save_results(app);
 }
 
 static void arm_reset_timer(struct gkm_app *app);
@@ -185,7 +239,7 @@ void gkm_app_track_reply(struct gkm_app *app, struct evhttp_request *req)
 
 static void finish_drain(struct gkm_app *app)
 {
-    (void)gkm_app_state_flush(app, 1);
+    state_flush_final(app);
     event_base_loopexit(app->base, NULL);
 }
 
@@ -209,6 +263,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 int gkm_app_timers_start(struct gkm_app *app)
 {
+    app->saver = gkm_saver_new(app->cfg->usage_path, 0600);
+    if (app->saver == NULL) {
+        gkm_error(app->log, "cannot start the usage-file writer: %s",
+                  strerror(errno));
+        return -1;
+    }
     app->tick = event_new(app->base, -1, EV_PERSIST, on_tick, app);
     app->reset_timer = evtimer_new(app->base, on_reset_timer, app);
     if (app->tick == NULL || app->reset_timer == NULL)
@@ -230,6 +290,8 @@ void gkm_app_timers_stop(struct gkm_app *app)
     if (app->reset_timer)
         event_free(app->reset_timer);
     app->tick = app->reset_timer = NULL;
+    gkm_saver_free(app->saver); /* after the queued write, if any */
+    app->saver = NULL;
 }
 
 void gkm_app_begin_drain(struct gkm_app *app, const char *why)

@@ -22,6 +22,7 @@ struct gkm_config;
 struct gkm_log;
 struct gkm_pool;
 struct gkm_upstream;
+struct gkm_saver;
 struct gkm_oai_cache;
 struct json_t;
 
@@ -48,6 +49,10 @@ struct gkm_app {
     uint64_t saved_aff_gen; /* owner map generation last written */
     int save_failed;       /* last save failed (logged once per streak) */
     int64_t last_save_ms;  /* monotonic time of the last write attempt */
+    struct gkm_saver *saver; /* the writer thread (saver.h) */
+    uint64_t sub_seq;      /* newest snapshot handed to it (0: none) */
+    uint64_t sub_gen, sub_aff_gen; /* the generations in that snapshot */
+    uint64_t seen_fail_seq; /* newest failure already reported */
     struct event *tick;    /* periodic: debounced save, day check, drain */
     struct event *reset_timer;
 
@@ -65,10 +70,15 @@ struct gkm_app {
 /* Load the usage file into app->pool and set the quota day. Logs what
  * happened. Returns 0, or -1 when the file exists but cannot be read. */
 int gkm_app_state_load(struct gkm_app *app);
-/* Arm the tick and reset timers. Returns 0 or -1. */
+/* Start the usage-file writer thread and arm the tick and reset timers.
+ * Returns 0 or -1. */
 int gkm_app_timers_start(struct gkm_app *app);
-/* Write the usage file now if anything changed (force: even if not).
- * Returns 0 or -1 (logged). */
+/* Hand the usage file to the writer thread if anything changed since the
+ * last snapshot written or queued (force: even if not), after reporting
+ * what the writer did since the last call (a failed write is logged once
+ * per streak and retried on the next call). Never waits for the disk;
+ * before the writer starts it writes in place. Returns 0, or -1 when the
+ * synchronous write failed. */
 int gkm_app_state_flush(struct gkm_app *app, int force);
 /* Begin a graceful shutdown: stop accepting, let requests in flight end
  * (bounded by --drain-timeout), flush state, leave the loop. */
@@ -86,6 +96,7 @@ void gkm_app_track_reply(struct gkm_app *app, struct evhttp_request *req);
 void gkm_app_reload_keys(struct gkm_app *app);
 /* Called by the proxy when a request finishes (inflight dropped). */
 void gkm_app_request_done(struct gkm_app *app);
+/* Stop the timers, and the writer once it wrote what is queued. */
 void gkm_app_timers_stop(struct gkm_app *app);
 
 #endif

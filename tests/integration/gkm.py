@@ -190,7 +190,10 @@ class Proxy:
             return ""
 
     def usage_json(self):
-        with open(self.usage) as f:
+        return self.usage_json_at(self.usage)
+
+    def usage_json_at(self, path):
+        with open(path) as f:
             return json.load(f)
 
     def rss_kib(self):

@@ -135,6 +135,62 @@ def corrupt_usage_file_kept_aside(fake):
         assert px.usage_json()["counts"] == {KEYS[0]: 1}
 
 
+@test()
+def usage_file_write_failure_recovers(fake):
+    # The usage file's directory is missing: writes fail (logged once, the
+    # proxy keeps serving and counting), and once it exists the counts
+    # kept in memory reach the disk without a restart.
+    import tempfile
+    d = tempfile.mkdtemp(prefix="gkm-it-")
+    sub = os.path.join(d, "state")
+    path = os.path.join(sub, "key_usage.txt")
+    with Proxy(fake.url, keys=KEYS[:2], workdir=d,
+               args=["--usage-file", path, "--save-interval", "100ms"]) as px:
+        for _ in range(3):
+            assert px.generate()[0] == 200
+        wait_for(lambda: "cannot write usage file" in px.log())
+        time.sleep(0.5)  # several more failed ticks: one line per streak
+        assert px.log().count("cannot write usage file") == 1, px.log()
+        assert "No such file or directory" in px.log()
+        assert px.generate()[0] == 200
+        os.mkdir(sub)
+        u = wait_for(lambda: os.path.exists(path) and px.usage_json_at(path))
+        assert sum(u["counts"].values()) == 4, u
+        wait_for(lambda: "written again" in px.log())
+        assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+        assert px.generate()[0] == 200
+        assert px.stop() == 0
+        assert sum(px.usage_json_at(path)["counts"].values()) == 5
+        for k in KEYS[:2]:
+            assert k not in px.log()
+
+
+@test(timeout=60)
+def slow_disk_never_stalls_requests(fake):
+    # Every fsync takes 1.5 s (an LD_PRELOAD shim): a save is two of them.
+    # The writer thread waits for them; requests must not.
+    shim = os.path.abspath(os.environ.get("GKM_SLOWFSYNC", "build/libgkm_slowfsync.so"))
+    assert os.path.exists(shim), shim
+    env = {"LD_PRELOAD": shim, "GKM_TEST_FSYNC_MS": "1500",
+           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    with Proxy(fake.url, keys=KEYS[:2], args=["--save-interval", "100ms"],
+               env_extra=env) as px:
+        n, worst = 0, 0.0
+        end = time.time() + 4
+        while time.time() < end:
+            t = time.time()
+            assert px.generate()[0] == 200
+            worst = max(worst, time.time() - t)
+            n += 1
+        # Saves ran all along (each holding the writer 3 s); on the loop,
+        # each would have stalled the requests behind it that long.
+        assert os.path.exists(px.usage), "no save finished in 4 s"
+        assert worst < 1.0, "a request waited %.2f s for the disk" % worst
+        assert n >= 20, n
+        assert px.stop(timeout=20) == 0
+        assert sum(px.usage_json()["counts"].values()) == n
+
+
 @test(timeout=40)
 def daily_reset_by_timer(fake):
     # A POSIX time zone whose midnight falls a few seconds from now.

@@ -1,0 +1,168 @@
+/*
+ * test_saver.c - the usage-file writer thread: what is handed over reaches
+ * the disk (newest wins), failures are reported with errno and recover,
+ * and stopping writes what is still queued.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "saver.h"
+#include "util.h"
+
+static char *read_all(const char *path)
+{
+    char *data = NULL;
+    size_t len = 0;
+    if (gkm_read_file(path, 1 << 20, &data, &len) != 0)
+        return NULL;
+    return data;
+}
+
+static int entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void test_write_and_status(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/gkm-saver-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *path = gkm_xasprintf("%s/key_usage.txt", dir);
+    struct gkm_saver *s = gkm_saver_new(path, 0600);
+    assert_non_null(s);
+
+    struct gkm_saver_status st;
+    gkm_saver_status(s, &st);
+    assert_int_equal(st.ok_seq, 0);
+    assert_int_equal(st.fail_seq, 0);
+    assert_true(st.idle);
+    assert_int_equal(gkm_saver_wait(s), 0); /* nothing handed over */
+
+    gkm_saver_submit(s, gkm_xstrdup("{\"date\":\"2026-11-27\"}"), 21, 1);
+    assert_int_equal(gkm_saver_wait(s), 0);
+    gkm_saver_status(s, &st);
+    assert_int_equal(st.ok_seq, 1);
+    assert_int_equal(st.fail_seq, 0);
+    assert_true(st.idle);
+    char *got = read_all(path);
+    assert_non_null(got);
+    assert_string_equal(got, "{\"date\":\"2026-11-27\"}");
+    free(got);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(entries(dir), 1); /* no temporary file left */
+
+    /* A burst: whatever was skipped, the newest is what ends on disk. */
+    for (uint64_t i = 2; i <= 200; i++) {
+        char *d = gkm_xasprintf("snapshot %llu", (unsigned long long)i);
+        gkm_saver_submit(s, d, strlen(d), i);
+    }
+    assert_int_equal(gkm_saver_wait(s), 0);
+    gkm_saver_status(s, &st);
+    assert_int_equal(st.ok_seq, 200);
+    got = read_all(path);
+    assert_string_equal(got, "snapshot 200");
+    free(got);
+    assert_int_equal(entries(dir), 1);
+
+    gkm_saver_free(s);
+    unlink(path);
+    rmdir(dir);
+    free(path);
+}
+
+static void test_failure_then_recovery(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/gkm-saver-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *sub = gkm_xasprintf("%s/not-yet", dir);
+    char *path = gkm_xasprintf("%s/key_usage.txt", sub);
+    struct gkm_saver *s = gkm_saver_new(path, 0600);
+    assert_non_null(s);
+
+    gkm_saver_submit(s, gkm_xstrdup("one"), 3, 1);
+    errno = 0;
+    assert_int_equal(gkm_saver_wait(s), -1);
+    assert_int_equal(errno, ENOENT);
+    struct gkm_saver_status st;
+    gkm_saver_status(s, &st);
+    assert_int_equal(st.ok_seq, 0);
+    assert_int_equal(st.fail_seq, 1);
+    assert_int_equal(st.fail_errno, ENOENT);
+
+    /* The directory appears: the next snapshot is written. */
+    assert_int_equal(mkdir(sub, 0700), 0);
+    gkm_saver_submit(s, gkm_xstrdup("two"), 3, 2);
+    assert_int_equal(gkm_saver_wait(s), 0);
+    gkm_saver_status(s, &st);
+    assert_int_equal(st.ok_seq, 2);
+    assert_int_equal(st.fail_seq, 1); /* the old failure stays on record */
+    char *got = read_all(path);
+    assert_string_equal(got, "two");
+    free(got);
+
+    gkm_saver_free(s);
+    unlink(path);
+    rmdir(sub);
+    rmdir(dir);
+    free(path);
+    free(sub);
+}
+
+static void test_free_writes_queued(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/gkm-saver-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *path = gkm_xasprintf("%s/key_usage.txt", dir);
+    for (int round = 0; round < 50; round++) {
+        struct gkm_saver *s = gkm_saver_new(path, 0600);
+        assert_non_null(s);
+        char *d = gkm_xasprintf("last words %d", round);
+        gkm_saver_submit(s, d, strlen(d), 1);
+        gkm_saver_free(s); /* no wait: stopping must still write it */
+        char *got = read_all(path);
+        char want[32];
+        snprintf(want, sizeof(want), "last words %d", round);
+        assert_non_null(got);
+        assert_string_equal(got, want);
+        free(got);
+    }
+    gkm_saver_free(NULL);
+    unlink(path);
+    rmdir(dir);
+    free(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_write_and_status),
+        cmocka_unit_test(test_failure_then_recovery),
+        cmocka_unit_test(test_free_writes_queued),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
