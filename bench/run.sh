@@ -15,7 +15,13 @@ cd "$here"
 scripts/deps.sh --bench
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build-bench -j"$(nproc)" --target gemini-key-manager fake-gemini bench-evrelay bench-stackrelay >/dev/null
-ulimit -n 65536 || ulimit -n 8192
+# Each stream holds a client and an upstream socket: raise the soft limit
+# to the hard one (no root needed) and check it is enough.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((2 * NSTREAMS + 256)) ]; then
+  echo "bench/run.sh: open files limit $(ulimit -n) is too low for $NSTREAMS streams" >&2
+  exit 1
+fi
 
 W="$(mktemp -d /tmp/gkm-bench-XXXXXX)"
 PIDS=()
