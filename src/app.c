@@ -98,6 +98,14 @@ static void save_ok(struct gkm_app *app, uint64_t gen, uint64_t agen)
     app->saved_aff_gen = agen;
 }
 
+/* A write running this long means a stalled disk (a hung network mount):
+ * worth a warning, since counts then live only in memory. */
+static int64_t stall_ms(const struct gkm_app *app)
+{
+    int64_t ms = 5 * (int64_t)app->cfg->save_interval_ms;
+    return ms > 5000 ? ms : 5000;
+}
+
 /* Take in what the writer did since the last look. Returns 1 while the
  * newest snapshot handed over is still queued or being written. */
 static int save_results(struct gkm_app *app)
@@ -106,6 +114,20 @@ static int save_results(struct gkm_app *app)
         return 0;
     struct gkm_saver_status st;
     gkm_saver_status(app->saver, &st);
+    if (app->stalled_since_ms != 0 && st.busy_since_ms != app->stalled_since_ms) {
+        app->stalled_since_ms = 0;
+        gkm_info(app->log, "usage file %s: the stalled write returned",
+                 app->cfg->usage_path);
+    }
+    if (app->stalled_since_ms == 0 && st.busy_since_ms > 0 &&
+        gkm_mono_ms() - st.busy_since_ms >= stall_ms(app)) {
+        app->stalled_since_ms = st.busy_since_ms;
+        gkm_warn(app->log,
+                 "usage file %s: a write has been running for %lld s (a "
+                 "stalled disk?); counts are kept in memory meanwhile",
+                 app->cfg->usage_path,
+                 (long long)((gkm_mono_ms() - st.busy_since_ms) / 1000));
+    }
     if (st.fail_seq > app->seen_fail_seq && st.fail_seq > st.ok_seq) {
         app->seen_fail_seq = st.fail_seq;
         save_failed(app, st.fail_errno);
@@ -152,6 +174,9 @@ static void state_flush_final(struct gkm_app *app)
     (void)gkm_app_state_flush(app, 1);
     if (app->saver == NULL)
         return;
+    if (app->stalled_since_ms != 0)
+        gkm_warn(app->log, "waiting for the stalled usage file write to "
+                           "finish before exiting");
     (void)gkm_saver_wait(app->saver);
     (void)save_results(app);
 }

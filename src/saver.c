@@ -45,6 +45,7 @@ static void *writer_main(void *arg)
         uint64_t seq = s->queued_seq;
         s->queued = NULL;
         s->writing = 1;
+        s->st.busy_since_ms = gkm_mono_ms();
         pthread_mutex_unlock(&s->mu);
 
         int rc = gkm_write_file_atomic(s->path, data, len, s->mode);
@@ -53,6 +54,7 @@ static void *writer_main(void *arg)
 
         pthread_mutex_lock(&s->mu);
         s->writing = 0;
+        s->st.busy_since_ms = 0;
         if (rc == 0) {
             s->st.ok_seq = seq;
         } else {

@@ -27,6 +27,8 @@ struct gkm_saver_status {
     uint64_t fail_seq; /* newest snapshot whose write failed (0: none) */
     int fail_errno;    /* errno of that failure */
     int idle;          /* nothing queued, no write running */
+    int64_t busy_since_ms; /* gkm_mono_ms() when the running write began,
+                              0 when none runs */
 };
 
 /* Start the writer for path (copied), files created with mode. Returns

@@ -191,6 +191,25 @@ def slow_disk_never_stalls_requests(fake):
         assert sum(px.usage_json()["counts"].values()) == n
 
 
+@test(timeout=60)
+def stalled_disk_is_reported(fake):
+    # A save that takes 6 s (two fsyncs of 3 s) is reported as a stalled
+    # disk once it has run 5 s, and its return is logged; requests go on.
+    shim = os.path.abspath(os.environ.get("GKM_SLOWFSYNC", "build/libgkm_slowfsync.so"))
+    env = {"LD_PRELOAD": shim, "GKM_TEST_FSYNC_MS": "3000",
+           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    with Proxy(fake.url, keys=KEYS[:2], args=["--save-interval", "100ms"],
+               env_extra=env) as px:
+        assert px.generate()[0] == 200
+        assert wait_for(lambda: "stalled disk" in px.log(), timeout=9), px.log()
+        assert "a write has been running for 5 s" in px.log(), px.log()
+        assert px.generate()[0] == 200
+        assert wait_for(lambda: "the stalled write returned" in px.log(), timeout=5), px.log()
+        assert px.log().count("stalled disk") == 1
+        assert px.stop(timeout=30) == 0
+        assert sum(px.usage_json()["counts"].values()) == 2
+
+
 @test(timeout=40)
 def daily_reset_by_timer(fake):
     # A POSIX time zone whose midnight falls a few seconds from now.
