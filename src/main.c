@@ -115,6 +115,11 @@ int main(int argc, char **argv)
     int rc = 1;
     memset(&app, 0, sizeof(app));
     memset(&kf, 0, sizeof(kf));
+    /* libevent and libcurl zero most of their per-request blocks with
+     * calloc, which in glibc always takes the allocator's slow path;
+     * gkm_calloc uses malloc's per-thread cache for small blocks. Must
+     * precede every other call into either library. */
+    event_set_mem_functions(malloc, realloc, free);
 
     struct gkm_config *cfg = gkm_config_load(argc, argv, environ, err,
                                              sizeof(err));
@@ -180,7 +185,8 @@ int main(int argc, char **argv)
         goto out;
 
     signal(SIGPIPE, SIG_IGN);
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, free, realloc, strdup,
+                             gkm_calloc) != CURLE_OK) {
         fprintf(stderr, "gemini-key-manager: libcurl initialisation failed\n");
         goto out;
     }

@@ -336,7 +336,8 @@ static void learn(struct gkm_preq *p, const char *data, size_t n)
     }
     int finished = json_object_get(r, "file") != NULL;
     json_decref(r);
-    if (upload && finished && strncmp(p->pin_name, "upload/", 7) == 0)
+    if (upload && finished && p->pin_name != NULL &&
+        strncmp(p->pin_name, "upload/", 7) == 0)
         gkm_aff_del(p->app->aff, p->pin_name, strlen(p->pin_name));
 }
 
@@ -454,7 +455,8 @@ void gkm_proxy_native(struct gkm_app *app, struct evhttp_request *req)
              * does at Google), on the upload's key for the accounting. */
             p->pin_idx = k;
             p->no_key = 1;
-            memcpy(p->pin_name, uname, strlen(uname) + 1);
+            free(p->pin_name);
+            p->pin_name = gkm_xstrdup(uname);
         }
     }
     if (p->pin_idx < 0 && !gkm_proxy_authorized(app, req)) {

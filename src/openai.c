@@ -218,9 +218,11 @@ static void account_parsed(struct gkm_preq *p, const json_t *resp)
     if (json_object_get(resp, "candidates") == NULL &&
         json_object_get(resp, "promptFeedback") != NULL)
         r.saw_finish = 1;
+    struct gkm_err_info err;
     if (json_is_object(json_object_get(resp, "error"))) {
+        gkm_gerror_from_json(200, resp, &err);
         r.saw_error = 1;
-        gkm_gerror_from_json(200, resp, &r.error);
+        r.error = &err;
     }
     gkm_preq_account(p, &r, 1);
 }

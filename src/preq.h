@@ -108,7 +108,7 @@ struct gkm_preq {
     /* Key affinity: the key that owns a file, cached content or upload
      * this request names (-1: none known), and that name. */
     long pin_idx;
-    char pin_name[GKM_AFF_NAME_MAX + 1];
+    char *pin_name; /* owned; set whenever pin_idx >= 0 (NULL before) */
     int no_key; /* an upload's byte request: sent without any key */
     /* Keys that answered "not your project's file/cache" (owner unknown):
      * the next attempt goes to a key of another project. */

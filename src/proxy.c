@@ -91,9 +91,9 @@ void gkm_preq_account(struct gkm_preq *p, const struct gkm_tap_result *r,
         gkm_preq_note(p, note);
     }
     if (r->saw_error) {
-        gkm_pool_count_error(app->pool, idx, p->model, (unsigned)r->error.cls);
+        gkm_pool_count_error(app->pool, idx, p->model, (unsigned)r->error->cls);
         gkm_warn(app->log, "[%s] error inside a 200 answer from key %s: %s",
-                 p->idstr, gkm_pool_mask(app->pool, idx), r->error.summary);
+                 p->idstr, gkm_pool_mask(app->pool, idx), r->error->summary);
         p->outcome = "error inside the answer";
     } else if (complete && !r->saw_finish && !r->framing_error) {
         gkm_pool_count_error(app->pool, idx, p->model,
@@ -129,6 +129,7 @@ void gkm_preq_finish(struct gkm_preq *p)
         event_free(p->retry_ev);
     if (p->keepalive_ev)
         event_free(p->keepalive_ev);
+    free(p->pin_name);
     if (p->xfer) {
         gkm_xfer_cancel(p->xfer);
         p->xfer = NULL;
@@ -746,8 +747,8 @@ static int pin_cb(void *arg, const char *name, size_t len)
     if (k < 0 || (size_t)k >= gkm_pool_size(p->app->pool))
         return 0;
     p->pin_idx = k;
-    memcpy(p->pin_name, name, len);
-    p->pin_name[len] = '\0';
+    free(p->pin_name);
+    p->pin_name = gkm_xstrndup(name, len);
     return 1;
 }
 

@@ -28,8 +28,18 @@ struct gkm_tap {
     size_t ncarry;
     int saw_error_marker;
     struct gkm_tap_result r;
+    struct gkm_err_info *error; /* r.error, allocated when one is seen */
     int finished;
 };
+
+/* Classify an error object found in the answer (the first one wins). */
+static void set_error(struct gkm_tap *t, const json_t *o)
+{
+    t->error = gkm_xmalloc(sizeof(*t->error));
+    gkm_gerror_from_json(200, o, t->error);
+    t->r.saw_error = 1;
+    t->r.error = t->error;
+}
 
 struct gkm_tap *gkm_tap_new(enum gkm_tap_kind kind)
 {
@@ -44,6 +54,7 @@ void gkm_tap_free(struct gkm_tap *t)
     if (t == NULL)
         return;
     gkm_buf_free(&t->whole);
+    free(t->error);
     free(t);
 }
 
@@ -63,10 +74,8 @@ static void see_object(struct gkm_tap *t, const json_t *o)
     }
     if (!json_is_object(o))
         return;
-    if (json_is_object(json_object_get(o, "error")) && !t->r.saw_error) {
-        t->r.saw_error = 1;
-        gkm_gerror_from_json(200, o, &t->r.error);
-    }
+    if (json_is_object(json_object_get(o, "error")) && !t->r.saw_error)
+        set_error(t, o);
     json_t *um = json_object_get(o, "usageMetadata");
     if (json_is_object(um)) {
         t->r.saw_usage = 1;
@@ -269,8 +278,8 @@ static void stream_finish(struct gkm_tap *t)
         json_t *inner = json_loadb(span, spann, 0, NULL);
         if (json_is_object(inner)) {
             json_t *o = json_pack("{s:O}", "error", inner);
-            t->r.saw_error = 1;
-            gkm_gerror_from_json(200, o, &t->r.error);
+            if (!t->r.saw_error)
+                set_error(t, o);
             json_decref(o);
         }
         json_decref(inner);

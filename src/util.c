@@ -33,9 +33,29 @@ void *gkm_xmalloc(size_t n)
     return p;
 }
 
+/* Small zeroed blocks come from malloc + zeroing: glibc 2.36's calloc
+ * always takes the allocator's slow path (it bypasses the per-thread
+ * cache and takes the arena lock). Large ones keep calloc, which can skip
+ * zeroing fresh pages. */
+#define CALLOC_SMALL 1024
+
+void *gkm_calloc(size_t nmemb, size_t size)
+{
+    if (nmemb != 0 && size > SIZE_MAX / nmemb)
+        return NULL;
+    size_t n = nmemb * size;
+    if (n > CALLOC_SMALL)
+        return calloc(nmemb, size);
+    void *p = malloc(n ? n : 1);
+    /* explicit_bzero: gcc would turn malloc + memset(0) back into calloc. */
+    if (p != NULL)
+        explicit_bzero(p, n);
+    return p;
+}
+
 void *gkm_xcalloc(size_t nmemb, size_t size)
 {
-    void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
+    void *p = gkm_calloc(nmemb ? nmemb : 1, size ? size : 1);
     if (p == NULL)
         oom(nmemb * size);
     return p;

@@ -91,7 +91,8 @@ static void test_error_event_and_raw_tail(void **state)
             feed_split(t, all, head + tl, at);
             const struct gkm_tap_result *r = gkm_tap_finish(t);
             assert_true(r->saw_error);
-            assert_int_equal(r->error.cls, k == 0 ? GKM_ERRC_SERVER
+            assert_non_null(r->error);
+            assert_int_equal(r->error->cls, k == 0 ? GKM_ERRC_SERVER
                                                   : GKM_ERRC_RATE_UNKNOWN);
             assert_int_equal(r->output_tokens, 3);
             gkm_tap_free(t);

@@ -287,6 +287,38 @@ static void test_write_atomic_and_read(void **state)
     free(path);
 }
 
+static void test_zeroed_alloc(void **state)
+{
+    (void)state;
+    /* Small (malloc + zeroing) and large (calloc) blocks come back zeroed,
+     * also when the memory was used before. */
+    size_t sizes[] = {1, 7, 64, 1000, 1024, 1025, 4096, 1 << 20};
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+            unsigned char *p = gkm_calloc(1, sizes[i]);
+            assert_non_null(p);
+            for (size_t k = 0; k < sizes[i]; k++)
+                assert_int_equal(p[k], 0);
+            memset(p, 0xAB, sizes[i]);
+            free(p);
+        }
+    }
+    unsigned char *q = gkm_calloc(3, 100);
+    assert_non_null(q);
+    for (size_t k = 0; k < 300; k++)
+        assert_int_equal(q[k], 0);
+    free(q);
+    /* Zero size: a valid pointer to free; overflow: NULL. */
+    void *z = gkm_calloc(0, 16);
+    assert_non_null(z);
+    free(z);
+    assert_null(gkm_calloc(SIZE_MAX / 2, 3));
+    assert_null(gkm_calloc(3, SIZE_MAX / 2));
+    int *x = gkm_xcalloc(0, 0);
+    assert_non_null(x);
+    free(x);
+}
+
 static void test_strings(void **state)
 {
     (void)state;
@@ -320,6 +352,7 @@ int main(void)
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_buf_cap),
         cmocka_unit_test(test_write_atomic_and_read),
+        cmocka_unit_test(test_zeroed_alloc),
         cmocka_unit_test(test_strings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
