@@ -132,10 +132,14 @@ static int save_results(struct gkm_app *app)
         app->seen_fail_seq = st.fail_seq;
         save_failed(app, st.fail_errno);
     }
-    if (st.ok_seq == app->sub_seq &&
-        (app->saved_gen != app->sub_gen || app->saved_aff_gen != app->sub_aff_gen ||
-         app->save_failed))
-        save_ok(app, app->sub_gen, app->sub_aff_gen);
+    /* A write newer than the last failure succeeded: the streak is over,
+     * even if newer snapshots are already queued behind it. */
+    if (app->save_failed && st.ok_seq > app->seen_fail_seq)
+        save_ok(app, app->saved_gen, app->saved_aff_gen);
+    if (st.ok_seq == app->sub_seq) {
+        app->saved_gen = app->sub_gen;
+        app->saved_aff_gen = app->sub_aff_gen;
+    }
     return st.ok_seq != app->sub_seq && st.fail_seq != app->sub_seq;
 }
 
@@ -168,16 +172,36 @@ int gkm_app_state_flush(struct gkm_app *app, int force)
     return 0;
 }
 
-/* The last write before leaving: hand it over and wait for the disk. */
+/* The last write before leaving: hand it over and wait for the disk, up
+ * to the end of the drain (at least FINAL_WRITE_MIN_MS), so that a dead
+ * disk cannot hold a stop forever. */
+#define FINAL_WRITE_MIN_MS 5000
+
 static void state_flush_final(struct gkm_app *app)
 {
     (void)gkm_app_state_flush(app, 1);
     if (app->saver == NULL)
         return;
-    if (app->stalled_since_ms != 0)
-        gkm_warn(app->log, "waiting for the stalled usage file write to "
-                           "finish before exiting");
-    (void)gkm_saver_wait(app->saver);
+    int64_t wait_ms = app->drain_deadline_ms - gkm_now_ms();
+    if (wait_ms < FINAL_WRITE_MIN_MS)
+        wait_ms = FINAL_WRITE_MIN_MS;
+    struct gkm_saver_status st;
+    gkm_saver_status(app->saver, &st);
+    if (st.busy_since_ms > 0 && gkm_mono_ms() - st.busy_since_ms >= 1000)
+        gkm_warn(app->log,
+                 "waiting up to %lld s for the usage file write (the disk "
+                 "has been busy for %lld s)",
+                 (long long)(wait_ms / 1000),
+                 (long long)((gkm_mono_ms() - st.busy_since_ms) / 1000));
+    if (gkm_saver_wait(app->saver, wait_ms) != 0 && errno == ETIMEDOUT) {
+        gkm_error(app->log,
+                  "usage file %s: the last write did not finish within %lld "
+                  "s (a stalled disk?); exiting without it, the counts since "
+                  "the last finished write are lost",
+                  app->cfg->usage_path, (long long)(wait_ms / 1000));
+        app->saver_stuck = 1;
+        return;
+    }
     (void)save_results(app);
 }
 
@@ -192,7 +216,10 @@ static void check_day(struct gkm_app *app)
     gkm_daytime_day(now, day);
     if (now < app->next_reset && strcmp(day, app->day) == 0)
         return;
-    /* Write the finished day's last counts first, then start the new one. */
+    /* The finished day's last counts first, then the new day: the writer
+     * may skip the first snapshot if the second replaces it in its queue
+     * (the file then goes straight to the new day, as it would a moment
+     * later anyway). */
     (void)gkm_app_state_flush(app, 0);
     gkm_info(app->log, "quota day %s ended (midnight %s): usage counts reset "
                        "for %s",
@@ -264,6 +291,9 @@ void gkm_app_track_reply(struct gkm_app *app, struct evhttp_request *req)
 
 static void finish_drain(struct gkm_app *app)
 {
+    if (app->exiting)
+        return; /* once: the final write and the loop exit */
+    app->exiting = 1;
     state_flush_final(app);
     event_base_loopexit(app->base, NULL);
 }
@@ -315,7 +345,10 @@ void gkm_app_timers_stop(struct gkm_app *app)
     if (app->reset_timer)
         event_free(app->reset_timer);
     app->tick = app->reset_timer = NULL;
-    gkm_saver_free(app->saver); /* after the queued write, if any */
+    if (app->saver_stuck)
+        gkm_saver_abandon(app->saver); /* its write hangs: no join */
+    else
+        gkm_saver_free(app->saver); /* after the queued write, if any */
     app->saver = NULL;
 }
 
@@ -337,10 +370,8 @@ void gkm_app_begin_drain(struct gkm_app *app, const char *why)
 
 static void maybe_exit(struct gkm_app *app)
 {
-    if (app->inflight == 0 && app->flushing == 0 && !app->exiting) {
-        app->exiting = 1;
+    if (app->inflight == 0 && app->flushing == 0 && !app->exiting)
         finish_drain(app);
-    }
 }
 
 void gkm_app_request_done(struct gkm_app *app)

@@ -54,6 +54,7 @@ struct gkm_app {
     uint64_t sub_gen, sub_aff_gen; /* the generations in that snapshot */
     uint64_t seen_fail_seq; /* newest failure already reported */
     int64_t stalled_since_ms; /* start of a write warned as stalled, or 0 */
+    int saver_stuck;        /* the final write timed out: abandon, no join */
     struct event *tick;    /* periodic: debounced save, day check, drain */
     struct event *reset_timer;
 

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "util.h"
 
@@ -28,8 +29,19 @@ struct gkm_saver {
     uint64_t last_seq; /* newest seq handed over */
     int writing;
     int stop;
+    int abandoned; /* the writer frees the saver when it leaves */
     struct gkm_saver_status st;
 };
+
+static void destroy(struct gkm_saver *s)
+{
+    pthread_cond_destroy(&s->done);
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->mu);
+    free(s->queued);
+    free(s->path);
+    free(s);
+}
 
 static void *writer_main(void *arg)
 {
@@ -63,7 +75,10 @@ static void *writer_main(void *arg)
         }
         pthread_cond_broadcast(&s->done);
     }
+    int abandoned = s->abandoned;
     pthread_mutex_unlock(&s->mu);
+    if (abandoned)
+        destroy(s);
     return NULL;
 }
 
@@ -75,11 +90,22 @@ struct gkm_saver *gkm_saver_new(const char *path, unsigned mode)
     s->st.idle = 1;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wake, NULL);
-    pthread_cond_init(&s->done, NULL);
-    /* Signals are the loop's business: the writer starts with all of
-     * them blocked, so none lands in its write or fsync. */
+    /* "done" is waited on with a deadline: on the monotonic clock. */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->done, &ca);
+    pthread_condattr_destroy(&ca);
+    /* Signals are the loop's business: the writer starts with them
+     * blocked, so none lands in its write or fsync; faults stay
+     * deliverable to it (a crash must not be silent). */
     sigset_t all, old;
     sigfillset(&all);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    sigdelset(&all, SIGABRT);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = pthread_create(&s->thread, NULL, writer_main, s);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -104,12 +130,21 @@ void gkm_saver_free(struct gkm_saver *s)
     pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->thread, NULL); /* writes what is queued first */
-    pthread_cond_destroy(&s->done);
-    pthread_cond_destroy(&s->wake);
-    pthread_mutex_destroy(&s->mu);
-    free(s->queued);
-    free(s->path);
-    free(s);
+    destroy(s);
+}
+
+void gkm_saver_abandon(struct gkm_saver *s)
+{
+    if (s == NULL)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    s->abandoned = 1;
+    free(s->queued); /* not started: nobody will write it now */
+    s->queued = NULL;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->mu);
+    pthread_detach(s->thread);
 }
 
 void gkm_saver_submit(struct gkm_saver *s, char *data, size_t len,
@@ -133,11 +168,29 @@ void gkm_saver_status(struct gkm_saver *s, struct gkm_saver_status *st)
     pthread_mutex_unlock(&s->mu);
 }
 
-int gkm_saver_wait(struct gkm_saver *s)
+int gkm_saver_wait(struct gkm_saver *s, int64_t timeout_ms)
 {
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    if (timeout_ms >= 0) {
+        until.tv_sec += (time_t)(timeout_ms / 1000);
+        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+    }
     pthread_mutex_lock(&s->mu);
-    while (s->queued != NULL || s->writing)
-        pthread_cond_wait(&s->done, &s->mu);
+    while (s->queued != NULL || s->writing) {
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&s->done, &s->mu);
+        } else if (pthread_cond_timedwait(&s->done, &s->mu, &until) == ETIMEDOUT &&
+                   (s->queued != NULL || s->writing)) {
+            pthread_mutex_unlock(&s->mu);
+            errno = ETIMEDOUT;
+            return -1;
+        }
+    }
     int rc = 0, err = 0;
     if (s->last_seq != 0 && s->st.ok_seq != s->last_seq) {
         rc = -1;

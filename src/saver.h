@@ -34,7 +34,8 @@ struct gkm_saver_status {
 /* Start the writer for path (copied), files created with mode. Returns
  * NULL with errno set if the thread cannot start. */
 struct gkm_saver *gkm_saver_new(const char *path, unsigned mode);
-/* Write what is queued, stop the thread and free. NULL is a no-op. */
+/* Write what is queued, stop the thread and free (waits for the disk).
+ * NULL is a no-op. */
 void gkm_saver_free(struct gkm_saver *s);
 /* Queue data (len bytes, malloc'd: taken over and freed by the saver) as
  * snapshot seq, which must be greater than every earlier seq. A snapshot
@@ -43,9 +44,14 @@ void gkm_saver_submit(struct gkm_saver *s, char *data, size_t len,
                       uint64_t seq);
 /* Where the writer is (a consistent copy). */
 void gkm_saver_status(struct gkm_saver *s, struct gkm_saver_status *st);
-/* Block until nothing is queued and no write runs (shutdown, tests).
- * Returns 0 when the newest snapshot handed over was written, else -1 with
- * errno of its failure (0 if nothing was ever handed over: returns 0). */
-int gkm_saver_wait(struct gkm_saver *s);
+/* Block until nothing is queued and no write runs (shutdown, tests), for
+ * at most timeout_ms (< 0: no limit). Returns 0 when the newest snapshot
+ * handed over was written (or none ever was), else -1 with errno: that of
+ * its failure, or ETIMEDOUT. */
+int gkm_saver_wait(struct gkm_saver *s, int64_t timeout_ms);
+/* For an exit while a write hangs in the kernel (a dead network mount):
+ * let the thread go instead of joining it; it frees the saver if its
+ * write ever returns, and the process exit ends it otherwise. */
+void gkm_saver_abandon(struct gkm_saver *s);
 
 #endif

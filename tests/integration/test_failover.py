@@ -5,6 +5,7 @@ import datetime
 import glob
 import json
 import os
+import re
 import stat
 import time
 import zoneinfo
@@ -166,6 +167,31 @@ def usage_file_write_failure_recovers(fake):
 
 
 @test(timeout=60)
+def write_failures_end_under_traffic_on_a_slow_disk(fake):
+    # Saves take longer than the save interval (fsync 0.5 s, interval
+    # 100 ms), so a newer snapshot is always queued behind the one being
+    # written: the end of a failure streak must still be noticed.
+    shim = os.path.abspath(os.environ.get("GKM_SLOWFSYNC", "build/libgkm_slowfsync.so"))
+    assert os.path.exists(shim), shim
+    env = {"LD_PRELOAD": shim, "GKM_TEST_FSYNC_MS": "500",
+           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    import tempfile
+    d = tempfile.mkdtemp(prefix="gkm-it-")
+    sub = os.path.join(d, "state")
+    path = os.path.join(sub, "key_usage.txt")
+    with Proxy(fake.url, keys=KEYS[:2], workdir=d, env_extra=env,
+               args=["--usage-file", path, "--save-interval", "100ms"]) as px:
+        assert px.generate()[0] == 200
+        assert wait_for(lambda: "cannot write usage file" in px.log()), px.log()
+        os.mkdir(sub)
+        end = time.time() + 6
+        while time.time() < end and "written again" not in px.log():
+            assert px.generate()[0] == 200  # traffic all along
+        assert "written again" in px.log(), px.log()
+        assert px.stop(timeout=20) == 0
+
+
+@test(timeout=60)
 def slow_disk_never_stalls_requests(fake):
     # Every fsync takes 1.5 s (an LD_PRELOAD shim): a save is two of them.
     # The writer thread waits for them; requests must not.
@@ -175,16 +201,20 @@ def slow_disk_never_stalls_requests(fake):
            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
     with Proxy(fake.url, keys=KEYS[:2], args=["--save-interval", "100ms"],
                env_extra=env) as px:
-        n, worst = 0, 0.0
-        end = time.time() + 4
+        n, worst, first_file = 0, 0.0, None
+        t0 = time.time()
+        end = t0 + 4
         while time.time() < end:
             t = time.time()
             assert px.generate()[0] == 200
             worst = max(worst, time.time() - t)
             n += 1
+            if first_file is None and os.path.exists(px.usage):
+                first_file = time.time() - t0
         # Saves ran all along (each holding the writer 3 s); on the loop,
         # each would have stalled the requests behind it that long.
-        assert os.path.exists(px.usage), "no save finished in 4 s"
+        assert first_file is not None, "no save finished in 4 s"
+        assert first_file >= 1.4, "the shim did not slow fsync (%.2f s)" % first_file
         assert worst < 1.0, "a request waited %.2f s for the disk" % worst
         assert n >= 20, n
         assert px.stop(timeout=20) == 0
@@ -196,18 +226,41 @@ def stalled_disk_is_reported(fake):
     # A save that takes 6 s (two fsyncs of 3 s) is reported as a stalled
     # disk once it has run 5 s, and its return is logged; requests go on.
     shim = os.path.abspath(os.environ.get("GKM_SLOWFSYNC", "build/libgkm_slowfsync.so"))
+    assert os.path.exists(shim), shim
     env = {"LD_PRELOAD": shim, "GKM_TEST_FSYNC_MS": "3000",
            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
     with Proxy(fake.url, keys=KEYS[:2], args=["--save-interval", "100ms"],
                env_extra=env) as px:
         assert px.generate()[0] == 200
         assert wait_for(lambda: "stalled disk" in px.log(), timeout=9), px.log()
-        assert "a write has been running for 5 s" in px.log(), px.log()
+        assert re.search(r"a write has been running for \d+ s", px.log()), px.log()
         assert px.generate()[0] == 200
         assert wait_for(lambda: "the stalled write returned" in px.log(), timeout=5), px.log()
         assert px.log().count("stalled disk") == 1
         assert px.stop(timeout=30) == 0
         assert sum(px.usage_json()["counts"].values()) == 2
+
+
+@test(timeout=60)
+def dead_disk_does_not_hold_the_stop(fake):
+    # Every fsync takes 30 s: the final write cannot finish. The stop waits
+    # for it until the end of the drain (at least 5 s), says so, and exits.
+    shim = os.path.abspath(os.environ.get("GKM_SLOWFSYNC", "build/libgkm_slowfsync.so"))
+    assert os.path.exists(shim), shim
+    env = {"LD_PRELOAD": shim, "GKM_TEST_FSYNC_MS": "30000",
+           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    with Proxy(fake.url, keys=KEYS[:2],
+               args=["--save-interval", "100ms", "--drain-timeout", "1s"],
+               env_extra=env) as px:
+        assert px.generate()[0] == 200
+        time.sleep(1.5)  # the first save is now stuck in its fsync
+        t = time.time()
+        assert px.stop(timeout=20) == 0
+        took = time.time() - t
+        assert 4.5 <= took < 12, took
+        log = px.log()
+        assert "the last write did not finish within 5 s" in log, log
+        assert "waiting up to 5 s for the usage file write" in log, log
 
 
 @test(timeout=40)

@@ -15,6 +15,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -57,10 +58,10 @@ static void test_write_and_status(void **state)
     assert_int_equal(st.ok_seq, 0);
     assert_int_equal(st.fail_seq, 0);
     assert_true(st.idle);
-    assert_int_equal(gkm_saver_wait(s), 0); /* nothing handed over */
+    assert_int_equal(gkm_saver_wait(s, -1), 0); /* nothing handed over */
 
     gkm_saver_submit(s, gkm_xstrdup("{\"date\":\"2026-11-27\"}"), 21, 1);
-    assert_int_equal(gkm_saver_wait(s), 0);
+    assert_int_equal(gkm_saver_wait(s, -1), 0);
     gkm_saver_status(s, &st);
     assert_int_equal(st.ok_seq, 1);
     assert_int_equal(st.fail_seq, 0);
@@ -79,7 +80,7 @@ static void test_write_and_status(void **state)
         char *d = gkm_xasprintf("snapshot %llu", (unsigned long long)i);
         gkm_saver_submit(s, d, strlen(d), i);
     }
-    assert_int_equal(gkm_saver_wait(s), 0);
+    assert_int_equal(gkm_saver_wait(s, -1), 0);
     gkm_saver_status(s, &st);
     assert_int_equal(st.ok_seq, 200);
     got = read_all(path);
@@ -105,7 +106,7 @@ static void test_failure_then_recovery(void **state)
 
     gkm_saver_submit(s, gkm_xstrdup("one"), 3, 1);
     errno = 0;
-    assert_int_equal(gkm_saver_wait(s), -1);
+    assert_int_equal(gkm_saver_wait(s, -1), -1);
     assert_int_equal(errno, ENOENT);
     struct gkm_saver_status st;
     gkm_saver_status(s, &st);
@@ -116,7 +117,7 @@ static void test_failure_then_recovery(void **state)
     /* The directory appears: the next snapshot is written. */
     assert_int_equal(mkdir(sub, 0700), 0);
     gkm_saver_submit(s, gkm_xstrdup("two"), 3, 2);
-    assert_int_equal(gkm_saver_wait(s), 0);
+    assert_int_equal(gkm_saver_wait(s, -1), 0);
     gkm_saver_status(s, &st);
     assert_int_equal(st.ok_seq, 2);
     assert_int_equal(st.fail_seq, 1); /* the old failure stays on record */
@@ -157,12 +158,84 @@ static void test_free_writes_queued(void **state)
     free(path);
 }
 
+/* A FIFO where the writer makes its temporary file: its open() blocks
+ * until a reader comes, a write that hangs for as long as the test likes
+ * (then fails: a FIFO cannot be fsync'ed). */
+static char *hang_writer(const char *path)
+{
+    char *tmp = gkm_xasprintf("%s.tmp.%ld", path, (long)getpid());
+    assert_int_equal(mkfifo(tmp, 0600), 0);
+    return tmp;
+}
+
+static void release_writer(const char *tmp)
+{
+    int fd = open(tmp, O_RDONLY | O_NONBLOCK);
+    assert_true(fd >= 0);
+    /* The writer removes its temporary file when the write fails. */
+    for (int i = 0; i < 500 && access(tmp, F_OK) == 0; i++)
+        usleep(10000);
+    assert_int_not_equal(access(tmp, F_OK), 0);
+    close(fd);
+}
+
+static void test_wait_times_out(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/gkm-saver-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *path = gkm_xasprintf("%s/key_usage.txt", dir);
+    char *tmp = hang_writer(path);
+    struct gkm_saver *s = gkm_saver_new(path, 0600);
+    assert_non_null(s);
+    gkm_saver_submit(s, gkm_xstrdup("stuck"), 5, 1);
+    errno = 0;
+    assert_int_equal(gkm_saver_wait(s, 100), -1);
+    assert_int_equal(errno, ETIMEDOUT);
+    struct gkm_saver_status st;
+    gkm_saver_status(s, &st);
+    assert_false(st.idle);
+    assert_true(st.busy_since_ms > 0);
+    release_writer(tmp);
+    assert_int_equal(gkm_saver_wait(s, -1), -1); /* and the write failed */
+    assert_int_not_equal(errno, ETIMEDOUT);
+    gkm_saver_status(s, &st);
+    assert_true(st.idle);
+    assert_int_equal(st.busy_since_ms, 0);
+    assert_int_equal(st.fail_seq, 1);
+    gkm_saver_free(s);
+    rmdir(dir);
+    free(tmp);
+    free(path);
+}
+
+static void test_abandon_hung_write(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/gkm-saver-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *path = gkm_xasprintf("%s/key_usage.txt", dir);
+    char *tmp = hang_writer(path);
+    struct gkm_saver *s = gkm_saver_new(path, 0600);
+    assert_non_null(s);
+    gkm_saver_submit(s, gkm_xstrdup("stuck"), 5, 1);
+    gkm_saver_submit(s, gkm_xstrdup("queued"), 6, 2); /* may replace it */
+    assert_int_equal(gkm_saver_wait(s, 50), -1);
+    gkm_saver_abandon(s); /* returns at once although the write hangs */
+    release_writer(tmp); /* the thread then ends and frees the saver */
+    rmdir(dir);
+    free(tmp);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_write_and_status),
         cmocka_unit_test(test_failure_then_recovery),
         cmocka_unit_test(test_free_writes_queued),
+        cmocka_unit_test(test_wait_times_out),
+        cmocka_unit_test(test_abandon_hung_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
