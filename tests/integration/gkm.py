@@ -255,6 +255,17 @@ def read_until_cut(r):
         return got, e
 
 
+def slow_disk_env(fsync_ms):
+    """Environment for a proxy whose every fsync takes fsync_ms: the test
+    shim tests/shim/slow_fsync.c preloaded (built without sanitizers, so
+    ASan's check that it comes first in the library list is switched
+    off)."""
+    shim = os.path.abspath(os.environ.get("GKM_SLOWFSYNC", "build/libgkm_slowfsync.so"))
+    assert os.path.exists(shim), shim
+    return {"LD_PRELOAD": shim, "GKM_TEST_FSYNC_MS": str(fsync_ms),
+            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+
+
 def wait_for(pred, timeout=5.0, step=0.05):
     end = time.time() + timeout
     while time.time() < end:

@@ -11,6 +11,7 @@ import time
 import zoneinfo
 
 from gkm import (KEYS, MODEL, Proxy, assert_no_keys, gen_body, mask, run,
+                 slow_disk_env,
                  test, wait_for)
 
 
@@ -171,10 +172,7 @@ def write_failures_end_under_traffic_on_a_slow_disk(fake):
     # Saves take longer than the save interval (fsync 0.5 s, interval
     # 100 ms), so a newer snapshot is always queued behind the one being
     # written: the end of a failure streak must still be noticed.
-    shim = os.path.abspath(os.environ.get("GKM_SLOWFSYNC", "build/libgkm_slowfsync.so"))
-    assert os.path.exists(shim), shim
-    env = {"LD_PRELOAD": shim, "GKM_TEST_FSYNC_MS": "500",
-           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    env = slow_disk_env(500)
     import tempfile
     d = tempfile.mkdtemp(prefix="gkm-it-")
     sub = os.path.join(d, "state")
@@ -195,10 +193,7 @@ def write_failures_end_under_traffic_on_a_slow_disk(fake):
 def slow_disk_never_stalls_requests(fake):
     # Every fsync takes 1.5 s (an LD_PRELOAD shim): a save is two of them.
     # The writer thread waits for them; requests must not.
-    shim = os.path.abspath(os.environ.get("GKM_SLOWFSYNC", "build/libgkm_slowfsync.so"))
-    assert os.path.exists(shim), shim
-    env = {"LD_PRELOAD": shim, "GKM_TEST_FSYNC_MS": "1500",
-           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    env = slow_disk_env(1500)
     with Proxy(fake.url, keys=KEYS[:2], args=["--save-interval", "100ms"],
                env_extra=env) as px:
         n, worst, first_file = 0, 0.0, None
@@ -225,10 +220,7 @@ def slow_disk_never_stalls_requests(fake):
 def stalled_disk_is_reported(fake):
     # A save that takes 6 s (two fsyncs of 3 s) is reported as a stalled
     # disk once it has run 5 s, and its return is logged; requests go on.
-    shim = os.path.abspath(os.environ.get("GKM_SLOWFSYNC", "build/libgkm_slowfsync.so"))
-    assert os.path.exists(shim), shim
-    env = {"LD_PRELOAD": shim, "GKM_TEST_FSYNC_MS": "3000",
-           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    env = slow_disk_env(3000)
     with Proxy(fake.url, keys=KEYS[:2], args=["--save-interval", "100ms"],
                env_extra=env) as px:
         assert px.generate()[0] == 200
@@ -245,10 +237,7 @@ def stalled_disk_is_reported(fake):
 def dead_disk_does_not_hold_the_stop(fake):
     # Every fsync takes 30 s: the final write cannot finish. The stop waits
     # for it until the end of the drain (at least 5 s), says so, and exits.
-    shim = os.path.abspath(os.environ.get("GKM_SLOWFSYNC", "build/libgkm_slowfsync.so"))
-    assert os.path.exists(shim), shim
-    env = {"LD_PRELOAD": shim, "GKM_TEST_FSYNC_MS": "30000",
-           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    env = slow_disk_env(30000)
     with Proxy(fake.url, keys=KEYS[:2],
                args=["--save-interval", "100ms", "--drain-timeout", "1s"],
                env_extra=env) as px:

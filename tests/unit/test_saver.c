@@ -158,45 +158,56 @@ static void test_free_writes_queued(void **state)
     free(path);
 }
 
-/* A FIFO where the writer makes its temporary file: its open() blocks
- * until a reader comes, a write that hangs for as long as the test likes
- * (then fails: a FIFO cannot be fsync'ed). */
-static char *hang_writer(const char *path)
+/* A saver whose first write hangs: a FIFO stands where the writer makes
+ * its temporary file, so its open() blocks until a reader comes (the
+ * write then fails: a FIFO cannot be fsync'ed). */
+struct hung {
+    char dir[32];
+    char *path, *tmp;
+    struct gkm_saver *s;
+};
+
+static void hung_start(struct hung *h)
 {
-    char *tmp = gkm_xasprintf("%s.tmp.%ld", path, (long)getpid());
-    assert_int_equal(mkfifo(tmp, 0600), 0);
-    return tmp;
+    snprintf(h->dir, sizeof(h->dir), "/tmp/gkm-saver-XXXXXX");
+    assert_non_null(mkdtemp(h->dir));
+    h->path = gkm_xasprintf("%s/key_usage.txt", h->dir);
+    h->tmp = gkm_xasprintf("%s.tmp.%ld", h->path, (long)getpid());
+    assert_int_equal(mkfifo(h->tmp, 0600), 0);
+    h->s = gkm_saver_new(h->path, 0600);
+    assert_non_null(h->s);
+    gkm_saver_submit(h->s, gkm_xstrdup("stuck"), 5, 1);
 }
 
-static void release_writer(const char *tmp)
+/* Let the hung write go on (and fail), wait until it did, clean up. */
+static void hung_release(struct hung *h)
 {
-    int fd = open(tmp, O_RDONLY | O_NONBLOCK);
+    int fd = open(h->tmp, O_RDONLY | O_NONBLOCK);
     assert_true(fd >= 0);
     /* The writer removes its temporary file when the write fails. */
-    for (int i = 0; i < 500 && access(tmp, F_OK) == 0; i++)
+    for (int i = 0; i < 500 && access(h->tmp, F_OK) == 0; i++)
         usleep(10000);
-    assert_int_not_equal(access(tmp, F_OK), 0);
+    assert_int_not_equal(access(h->tmp, F_OK), 0);
     close(fd);
+    rmdir(h->dir);
+    free(h->tmp);
+    free(h->path);
 }
 
 static void test_wait_times_out(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/gkm-saver-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char *path = gkm_xasprintf("%s/key_usage.txt", dir);
-    char *tmp = hang_writer(path);
-    struct gkm_saver *s = gkm_saver_new(path, 0600);
-    assert_non_null(s);
-    gkm_saver_submit(s, gkm_xstrdup("stuck"), 5, 1);
+    struct hung h;
+    hung_start(&h);
     errno = 0;
-    assert_int_equal(gkm_saver_wait(s, 100), -1);
+    assert_int_equal(gkm_saver_wait(h.s, 100), -1);
     assert_int_equal(errno, ETIMEDOUT);
     struct gkm_saver_status st;
-    gkm_saver_status(s, &st);
+    gkm_saver_status(h.s, &st);
     assert_false(st.idle);
     assert_true(st.busy_since_ms > 0);
-    release_writer(tmp);
+    struct gkm_saver *s = h.s;
+    hung_release(&h);
     assert_int_equal(gkm_saver_wait(s, -1), -1); /* and the write failed */
     assert_int_not_equal(errno, ETIMEDOUT);
     gkm_saver_status(s, &st);
@@ -204,28 +215,17 @@ static void test_wait_times_out(void **state)
     assert_int_equal(st.busy_since_ms, 0);
     assert_int_equal(st.fail_seq, 1);
     gkm_saver_free(s);
-    rmdir(dir);
-    free(tmp);
-    free(path);
 }
 
 static void test_abandon_hung_write(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/gkm-saver-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char *path = gkm_xasprintf("%s/key_usage.txt", dir);
-    char *tmp = hang_writer(path);
-    struct gkm_saver *s = gkm_saver_new(path, 0600);
-    assert_non_null(s);
-    gkm_saver_submit(s, gkm_xstrdup("stuck"), 5, 1);
-    gkm_saver_submit(s, gkm_xstrdup("queued"), 6, 2); /* may replace it */
-    assert_int_equal(gkm_saver_wait(s, 50), -1);
-    gkm_saver_abandon(s); /* returns at once although the write hangs */
-    release_writer(tmp); /* the thread then ends and frees the saver */
-    rmdir(dir);
-    free(tmp);
-    free(path);
+    struct hung h;
+    hung_start(&h);
+    gkm_saver_submit(h.s, gkm_xstrdup("queued"), 6, 2); /* may replace it */
+    assert_int_equal(gkm_saver_wait(h.s, 50), -1);
+    gkm_saver_abandon(h.s); /* returns at once although the write hangs */
+    hung_release(&h);       /* the thread then ends and frees the saver */
 }
 
 int main(void)
