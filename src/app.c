@@ -80,24 +80,6 @@ int gkm_app_state_load(struct gkm_app *app)
     return 0;
 }
 
-static void save_failed(struct gkm_app *app, int err)
-{
-    if (!app->save_failed)
-        gkm_error(app->log, "cannot write usage file %s: %s (will keep trying)",
-                  app->cfg->usage_path, strerror(err));
-    app->save_failed = 1;
-}
-
-static void save_ok(struct gkm_app *app, uint64_t gen, uint64_t agen)
-{
-    if (app->save_failed)
-        gkm_info(app->log, "usage file %s written again",
-                 app->cfg->usage_path);
-    app->save_failed = 0;
-    app->saved_gen = gen;
-    app->saved_aff_gen = agen;
-}
-
 /* A write running this long means a stalled disk (a hung network mount):
  * worth a warning, since counts then live only in memory. */
 static int64_t stall_ms(const struct gkm_app *app)
@@ -110,7 +92,7 @@ static int64_t stall_ms(const struct gkm_app *app)
  * newest snapshot handed over is still queued or being written. */
 static int save_results(struct gkm_app *app)
 {
-    if (app->saver == NULL || app->sub_seq == 0)
+    if (app->sub_seq == 0)
         return 0;
     struct gkm_saver_status st;
     gkm_saver_status(app->saver, &st);
@@ -130,12 +112,19 @@ static int save_results(struct gkm_app *app)
     }
     if (st.fail_seq > app->seen_fail_seq && st.fail_seq > st.ok_seq) {
         app->seen_fail_seq = st.fail_seq;
-        save_failed(app, st.fail_errno);
+        if (!app->save_failed)
+            gkm_error(app->log,
+                      "cannot write usage file %s: %s (will keep trying)",
+                      app->cfg->usage_path, strerror(st.fail_errno));
+        app->save_failed = 1;
     }
     /* A write newer than the last failure succeeded: the streak is over,
      * even if newer snapshots are already queued behind it. */
-    if (app->save_failed && st.ok_seq > app->seen_fail_seq)
-        save_ok(app, app->saved_gen, app->saved_aff_gen);
+    if (app->save_failed && st.ok_seq > app->seen_fail_seq) {
+        app->save_failed = 0;
+        gkm_info(app->log, "usage file %s written again",
+                 app->cfg->usage_path);
+    }
     if (st.ok_seq == app->sub_seq) {
         app->saved_gen = app->sub_gen;
         app->saved_aff_gen = app->sub_aff_gen;
@@ -145,6 +134,8 @@ static int save_results(struct gkm_app *app)
 
 int gkm_app_state_flush(struct gkm_app *app, int force)
 {
+    if (app->saver == NULL)
+        return -1; /* only between gkm_app_timers_start and _stop */
     int queued = save_results(app);
     uint64_t gen = gkm_pool_generation(app->pool);
     uint64_t agen = gkm_aff_generation(app->aff);
@@ -154,21 +145,10 @@ int gkm_app_state_flush(struct gkm_app *app, int force)
         return 0; /* this very state is on its way to the disk */
     app->last_save_ms = gkm_mono_ms();
     char *s = gkm_state_dump_ex(app->pool, app->aff, app->day, gkm_now_ms());
-    if (app->saver != NULL) {
-        app->sub_seq++;
-        app->sub_gen = gen;
-        app->sub_aff_gen = agen;
-        gkm_saver_submit(app->saver, s, strlen(s), app->sub_seq);
-        return 0;
-    }
-    int rc = gkm_write_file_atomic(app->cfg->usage_path, s, strlen(s), 0600);
-    int err = errno;
-    free(s);
-    if (rc != 0) {
-        save_failed(app, err);
-        return -1;
-    }
-    save_ok(app, gen, agen);
+    app->sub_seq++;
+    app->sub_gen = gen;
+    app->sub_aff_gen = agen;
+    gkm_saver_submit(app->saver, s, strlen(s), app->sub_seq);
     return 0;
 }
 
@@ -179,8 +159,7 @@ int gkm_app_state_flush(struct gkm_app *app, int force)
 
 static void state_flush_final(struct gkm_app *app)
 {
-    (void)gkm_app_state_flush(app, 1);
-    if (app->saver == NULL)
+    if (gkm_app_state_flush(app, 1) != 0)
         return;
     int64_t wait_ms = app->drain_deadline_ms - gkm_now_ms();
     if (wait_ms < FINAL_WRITE_MIN_MS)

@@ -78,9 +78,9 @@ int gkm_app_timers_start(struct gkm_app *app);
 /* Hand the usage file to the writer thread if anything changed since the
  * last snapshot written or queued (force: even if not), after reporting
  * what the writer did since the last call (a failed write is logged once
- * per streak and retried on the next call). Never waits for the disk;
- * before the writer starts it writes in place. Returns 0, or -1 when the
- * synchronous write failed. */
+ * per streak and retried on the next call). Never waits for the disk.
+ * Returns 0, or -1 outside gkm_app_timers_start .. gkm_app_timers_stop
+ * (no writer: nothing is saved). */
 int gkm_app_state_flush(struct gkm_app *app, int force);
 /* Begin a graceful shutdown: stop accepting, let requests in flight end
  * (bounded by --drain-timeout), flush state, leave the loop. */

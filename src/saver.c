@@ -87,7 +87,6 @@ struct gkm_saver *gkm_saver_new(const char *path, unsigned mode)
     struct gkm_saver *s = gkm_xcalloc(1, sizeof(*s));
     s->path = gkm_xstrdup(path);
     s->mode = mode;
-    s->st.idle = 1;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wake, NULL);
     /* "done" is waited on with a deadline: on the monotonic clock. */
@@ -110,11 +109,7 @@ struct gkm_saver *gkm_saver_new(const char *path, unsigned mode)
     int rc = pthread_create(&s->thread, NULL, writer_main, s);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
-        pthread_cond_destroy(&s->done);
-        pthread_cond_destroy(&s->wake);
-        pthread_mutex_destroy(&s->mu);
-        free(s->path);
-        free(s);
+        destroy(s);
         errno = rc;
         return NULL;
     }
