@@ -6,7 +6,7 @@
 #   --bench  also what bench/run.sh needs (nginx, wrk)
 set -euo pipefail
 
-PKGS=(build-essential cmake pkg-config libevent-dev libcurl4-openssl-dev
+PKGS=(build-essential cmake pkg-config libevent-dev libhttp-parser-dev libcurl4-openssl-dev
       libjansson-dev libcmocka-dev python3 curl ca-certificates tzdata)
 if [[ "${1:-}" == "--bench" ]]; then
   PKGS+=(nginx-light wrk)

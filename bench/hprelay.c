@@ -1,0 +1,578 @@
+/*
+ * hprelay.c - a benchmark reference, not part of the proxy: the same
+ * header-swapping relay as bench/stackrelay.c (libcurl's multi_socket API
+ * behind, set up the same way, on one libevent loop), with evhttp's server
+ * replaced by a lean one: plain libevent read/write events on the client
+ * socket, requests parsed by Debian's libhttp-parser, replies formatted into
+ * one buffer and written at once. It measures what a server layer of our
+ * own (without evhttp) would allow on the rest of the stack.
+ *
+ * usage: hprelay LISTEN_PORT UPSTREAM_PORT KEY   (both on 127.0.0.1)
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <http_parser.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define MAX_IDLE 64
+#define IN_MAX 16384
+#define HDR_MAX 64
+
+struct relay {
+    struct event_base *base;
+    CURLM *multi;
+    struct event *timer;
+    CURLU *origin;
+    char keyhdr[256];
+    CURL *idle[MAX_IDLE];
+    size_t nidle;
+    http_parser_settings ps;
+};
+
+struct obuf {
+    char *d;
+    size_t len, cap, off;
+};
+
+struct conn {
+    struct relay *r;
+    int fd;
+    struct event *rev, *wev;
+    http_parser p;
+    char in[IN_MAX];
+    size_t inlen;
+    /* the request being parsed: URL and headers in one arena */
+    char arena[8192];
+    size_t alen;
+    size_t hname[HDR_MAX], hnlen[HDR_MAX], hval[HDR_MAX], hvlen[HDR_MAX];
+    int nh;
+    int last_was_value;
+    char url[2048];
+    size_t urllen;
+    struct obuf body;
+    int complete; /* a whole request is parsed */
+    int busy;     /* its upstream transfer is running */
+    int closing;
+    int keepalive;
+    struct obuf out;
+    struct pending *pd;
+};
+
+struct pending {
+    struct relay *r;
+    struct conn *c; /* NULL once the client went away */
+    CURL *easy;
+    CURLU *url;
+    struct curl_slist *hdrs;
+    struct obuf hdr; /* the reply's header lines */
+    struct obuf body;
+    int stream;
+    int started;
+};
+
+static void ob_add(struct obuf *b, const void *p, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t want = b->cap ? b->cap : 1024;
+        while (want < b->len + n)
+            want *= 2;
+        b->d = realloc(b->d, want);
+        if (b->d == NULL)
+            abort();
+        b->cap = want;
+    }
+    memcpy(b->d + b->len, p, n);
+    b->len += n;
+}
+
+static void conn_free(struct conn *c)
+{
+    if (c->pd != NULL)
+        c->pd->c = NULL;
+    event_free(c->rev);
+    event_free(c->wev);
+    close(c->fd);
+    free(c->body.d);
+    free(c->out.d);
+    free(c);
+}
+
+static void try_parse(struct conn *c);
+
+/* Write what is queued; 0 while the connection lives. */
+static int flush_out(struct conn *c)
+{
+    while (c->out.off < c->out.len) {
+        ssize_t n = write(c->fd, c->out.d + c->out.off, c->out.len - c->out.off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            event_add(c->wev, NULL);
+            return 0;
+        }
+        if (n <= 0) {
+            conn_free(c);
+            return -1;
+        }
+        c->out.off += (size_t)n;
+    }
+    c->out.len = c->out.off = 0;
+    if (c->closing && !c->busy) {
+        conn_free(c);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    flush_out(arg);
+}
+
+static int hop_or_auth(const char *name, size_t n)
+{
+    static const char *const drop[] = {
+        "host", "connection", "keep-alive", "transfer-encoding", "te",
+        "upgrade", "content-length", "x-goog-api-key", "authorization",
+        "expect", "accept-encoding",
+    };
+    for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
+        if (strlen(drop[i]) == n && strncasecmp(name, drop[i], n) == 0)
+            return 1;
+    return 0;
+}
+
+static void put_status(struct obuf *o, long code)
+{
+    char line[64];
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 %ld %s\r\n", code,
+                     code == 200 ? "OK" : "Status");
+    ob_add(o, line, (size_t)n);
+}
+
+/* The request is answered: reset for the next one on the connection. */
+static void request_done(struct conn *c)
+{
+    c->busy = 0;
+    c->complete = 0;
+    c->pd = NULL;
+    c->body.len = 0;
+    if (!c->keepalive)
+        c->closing = 1;
+    if (flush_out(c) != 0)
+        return;
+    if (!c->closing)
+        try_parse(c);
+}
+
+static void pending_free(struct pending *pd)
+{
+    struct relay *r = pd->r;
+    curl_easy_setopt(pd->easy, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(pd->easy, CURLOPT_CURLU, NULL);
+    curl_easy_setopt(pd->easy, CURLOPT_POSTFIELDS, NULL);
+    if (r->nidle < MAX_IDLE)
+        r->idle[r->nidle++] = pd->easy;
+    else
+        curl_easy_cleanup(pd->easy);
+    curl_slist_free_all(pd->hdrs);
+    curl_url_cleanup(pd->url);
+    free(pd->hdr.d);
+    free(pd->body.d);
+    free(pd);
+}
+
+static void check_done(struct relay *r)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(r->multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        struct pending *pd = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&pd);
+        CURLcode rc = m->data.result;
+        curl_multi_remove_handle(r->multi, pd->easy);
+        struct conn *c = pd->c;
+        if (c != NULL) {
+            struct obuf *o = &c->out;
+            if (pd->started) {
+                ob_add(o, "0\r\n\r\n", 5);
+            } else if (rc != CURLE_OK) {
+                put_status(o, 502);
+                ob_add(o, "Content-Length: 0\r\n\r\n", 21);
+            } else {
+                long code = 0;
+                char cl[64];
+                curl_easy_getinfo(pd->easy, CURLINFO_RESPONSE_CODE, &code);
+                put_status(o, code);
+                ob_add(o, pd->hdr.d, pd->hdr.len);
+                int n = snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n\r\n",
+                                 pd->body.len);
+                ob_add(o, cl, (size_t)n);
+                ob_add(o, pd->body.d, pd->body.len);
+            }
+            request_done(c);
+        }
+        pending_free(pd);
+    }
+}
+
+static void on_sock_event(evutil_socket_t fd, short what, void *arg)
+{
+    struct relay *r = arg;
+    int running;
+    int mask = ((what & EV_READ) ? CURL_CSELECT_IN : 0) |
+               ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+    curl_multi_socket_action(r->multi, fd, mask, &running);
+    check_done(r);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct relay *r = arg;
+    int running;
+    (void)fd;
+    (void)what;
+    curl_multi_socket_action(r->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(r);
+}
+
+static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *userp,
+                          void *sockp)
+{
+    struct relay *r = userp;
+    struct event *ev = sockp;
+    (void)e;
+    if (what == CURL_POLL_REMOVE) {
+        if (ev != NULL) {
+            event_free(ev);
+            curl_multi_assign(r->multi, s, NULL);
+        }
+        return 0;
+    }
+    short kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
+                 ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
+    if (ev == NULL) {
+        ev = event_new(r->base, s, kind, on_sock_event, r);
+        curl_multi_assign(r->multi, s, ev);
+    } else {
+        event_del(ev);
+        event_assign(ev, r->base, s, kind, on_sock_event, r);
+    }
+    event_add(ev, NULL);
+    return 0;
+}
+
+static int on_curl_timer(CURLM *m, long ms, void *userp)
+{
+    struct relay *r = userp;
+    (void)m;
+    if (ms < 0) {
+        evtimer_del(r->timer);
+        return 0;
+    }
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(r->timer, &tv);
+    return 0;
+}
+
+static size_t on_header(char *buf, size_t size, size_t n, void *arg)
+{
+    struct pending *pd = arg;
+    size_t len = size * n;
+    const char *colon = memchr(buf, ':', len);
+    if (colon == NULL || hop_or_auth(buf, (size_t)(colon - buf)))
+        return len;
+    ob_add(&pd->hdr, buf, len);
+    return len;
+}
+
+static size_t on_write(char *p, size_t size, size_t n, void *arg)
+{
+    struct pending *pd = arg;
+    size_t len = size * n;
+    if (!pd->stream) {
+        ob_add(&pd->body, p, len);
+        return len;
+    }
+    struct conn *c = pd->c;
+    if (c == NULL)
+        return 0; /* client gone: cancel */
+    if (!pd->started) {
+        long code = 0;
+        curl_easy_getinfo(pd->easy, CURLINFO_RESPONSE_CODE, &code);
+        put_status(&c->out, code);
+        ob_add(&c->out, pd->hdr.d, pd->hdr.len);
+        ob_add(&c->out, "Transfer-Encoding: chunked\r\n\r\n", 30);
+        pd->started = 1;
+    }
+    char hx[32];
+    int hn = snprintf(hx, sizeof(hx), "%zx\r\n", len);
+    ob_add(&c->out, hx, (size_t)hn);
+    ob_add(&c->out, p, len);
+    ob_add(&c->out, "\r\n", 2);
+    if (flush_out(c) != 0)
+        return 0;
+    return len;
+}
+
+static CURL *new_easy(void)
+{
+    CURL *e = curl_easy_init();
+    if (e == NULL)
+        return NULL;
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "identity");
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    return e;
+}
+
+static void start_upstream(struct conn *c)
+{
+    struct relay *r = c->r;
+    struct pending *pd = calloc(1, sizeof(*pd));
+    if (pd == NULL)
+        abort();
+    pd->r = r;
+    pd->c = c;
+    c->pd = pd;
+    c->busy = 1;
+    pd->easy = r->nidle > 0 ? r->idle[--r->nidle] : new_easy();
+    pd->url = curl_url_dup(r->origin);
+    c->url[c->urllen] = '\0';
+    pd->stream = strstr(c->url, ":streamGenerateContent") != NULL;
+    char *q = strchr(c->url, '?');
+    if (q != NULL) {
+        *q = '\0';
+        curl_url_set(pd->url, CURLUPART_PATH, c->url, 0);
+        curl_url_set(pd->url, CURLUPART_QUERY, q + 1, 0);
+    } else {
+        curl_url_set(pd->url, CURLUPART_PATH, c->url, 0);
+    }
+    char line[2048];
+    for (int i = 0; i < c->nh; i++) {
+        if (hop_or_auth(c->arena + c->hname[i], c->hnlen[i]))
+            continue;
+        snprintf(line, sizeof(line), "%.*s: %.*s", (int)c->hnlen[i],
+                 c->arena + c->hname[i], (int)c->hvlen[i], c->arena + c->hval[i]);
+        pd->hdrs = curl_slist_append(pd->hdrs, line);
+    }
+    pd->hdrs = curl_slist_append(pd->hdrs, r->keyhdr);
+    pd->hdrs = curl_slist_append(pd->hdrs, "Expect:");
+    CURL *e = pd->easy;
+    curl_easy_setopt(e, CURLOPT_CURLU, pd->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, pd);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, pd->hdrs);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, pd);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, pd);
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    if (c->p.method == HTTP_POST) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body.len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body.len ? c->body.d : "");
+    }
+    curl_multi_add_handle(r->multi, e);
+}
+
+static int cb_begin(http_parser *p)
+{
+    struct conn *c = p->data;
+    c->alen = 0;
+    c->nh = 0;
+    c->urllen = 0;
+    c->last_was_value = 0;
+    c->body.len = 0;
+    return 0;
+}
+
+static int cb_url(http_parser *p, const char *at, size_t n)
+{
+    struct conn *c = p->data;
+    if (c->urllen + n >= sizeof(c->url))
+        return 1;
+    memcpy(c->url + c->urllen, at, n);
+    c->urllen += n;
+    return 0;
+}
+
+static int cb_hfield(http_parser *p, const char *at, size_t n)
+{
+    struct conn *c = p->data;
+    if (c->alen + n > sizeof(c->arena))
+        return 1;
+    if (c->nh == 0 || c->last_was_value) {
+        if (c->nh == HDR_MAX)
+            return 1;
+        c->hname[c->nh] = c->alen;
+        c->hnlen[c->nh] = 0;
+        c->hval[c->nh] = 0;
+        c->hvlen[c->nh] = 0;
+        c->nh++;
+        c->last_was_value = 0;
+    }
+    memcpy(c->arena + c->alen, at, n);
+    c->alen += n;
+    c->hnlen[c->nh - 1] += n;
+    return 0;
+}
+
+static int cb_hvalue(http_parser *p, const char *at, size_t n)
+{
+    struct conn *c = p->data;
+    if (c->alen + n > sizeof(c->arena) || c->nh == 0)
+        return 1;
+    if (!c->last_was_value) {
+        c->hval[c->nh - 1] = c->alen;
+        c->last_was_value = 1;
+    }
+    memcpy(c->arena + c->alen, at, n);
+    c->alen += n;
+    c->hvlen[c->nh - 1] += n;
+    return 0;
+}
+
+static int cb_body(http_parser *p, const char *at, size_t n)
+{
+    struct conn *c = p->data;
+    ob_add(&c->body, at, n);
+    return 0;
+}
+
+static int cb_complete(http_parser *p)
+{
+    struct conn *c = p->data;
+    c->complete = 1;
+    c->keepalive = http_should_keep_alive(p);
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+/* Parse what has been read; start the upstream transfer for a whole
+ * request. */
+static void try_parse(struct conn *c)
+{
+    if (c->busy || c->inlen == 0)
+        return;
+    if (HTTP_PARSER_ERRNO(&c->p) == HPE_PAUSED)
+        http_parser_pause(&c->p, 0);
+    size_t used = http_parser_execute(&c->p, &c->r->ps, c->in, c->inlen);
+    enum http_errno err = HTTP_PARSER_ERRNO(&c->p);
+    if (err != HPE_OK && err != HPE_PAUSED) {
+        static const char bad[] =
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        ob_add(&c->out, bad, sizeof(bad) - 1);
+        c->closing = 1;
+        flush_out(c);
+        return;
+    }
+    memmove(c->in, c->in + used, c->inlen - used);
+    c->inlen -= used;
+    if (c->complete)
+        start_upstream(c);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)what;
+    if (c->inlen == sizeof(c->in)) {
+        event_del(c->rev); /* full while busy: wait */
+        return;
+    }
+    ssize_t n = read(fd, c->in + c->inlen, sizeof(c->in) - c->inlen);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        conn_free(c);
+        return;
+    }
+    c->inlen += (size_t)n;
+    try_parse(c);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
+                      struct sockaddr *sa, int salen, void *arg)
+{
+    struct relay *r = arg;
+    (void)l;
+    (void)sa;
+    (void)salen;
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    c->r = r;
+    c->fd = fd;
+    http_parser_init(&c->p, HTTP_REQUEST);
+    c->p.data = c;
+    c->rev = event_new(r->base, fd, EV_READ | EV_PERSIST, on_readable, c);
+    c->wev = event_new(r->base, fd, EV_WRITE, on_writable, c);
+    event_add(c->rev, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: hprelay LISTEN_PORT UPSTREAM_PORT KEY\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    struct relay r = {0};
+    char origin[64];
+    snprintf(origin, sizeof(origin), "http://127.0.0.1:%d/", atoi(argv[2]));
+    r.origin = curl_url();
+    curl_url_set(r.origin, CURLUPART_URL, origin, 0);
+    snprintf(r.keyhdr, sizeof(r.keyhdr), "x-goog-api-key: %s", argv[3]);
+    r.ps.on_message_begin = cb_begin;
+    r.ps.on_url = cb_url;
+    r.ps.on_header_field = cb_hfield;
+    r.ps.on_header_value = cb_hvalue;
+    r.ps.on_body = cb_body;
+    r.ps.on_message_complete = cb_complete;
+    struct event_config *cfg = event_config_new();
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    r.base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    r.multi = curl_multi_init();
+    r.timer = evtimer_new(r.base, on_timer, &r);
+    curl_multi_setopt(r.multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(r.multi, CURLMOPT_SOCKETDATA, &r);
+    curl_multi_setopt(r.multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(r.multi, CURLMOPT_TIMERDATA, &r);
+    curl_multi_setopt(r.multi, CURLMOPT_MAXCONNECTS, 512L);
+    struct sockaddr_in sin = {0};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(0x7f000001);
+    sin.sin_port = htons((unsigned short)atoi(argv[1]));
+    struct evconnlistener *l = evconnlistener_new_bind(
+        r.base, on_accept, &r,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 4096,
+        (struct sockaddr *)&sin, sizeof(sin));
+    if (l == NULL) {
+        fprintf(stderr, "hprelay: cannot listen on port %s\n", argv[1]);
+        return 1;
+    }
+    event_base_dispatch(r.base);
+    evconnlistener_free(l);
+    curl_multi_cleanup(r.multi);
+    event_free(r.timer);
+    curl_url_cleanup(r.origin);
+    event_base_free(r.base);
+    curl_global_cleanup();
+    return 0;
+}
