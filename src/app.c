@@ -14,13 +14,13 @@
 
 #include <errno.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "affinity.h"
 #include "config.h"
 #include "daytime.h"
+#include "http.h"
 #include "keyfile.h"
 #include "keypool.h"
 #include "log.h"
@@ -227,45 +227,10 @@ static void arm_reset_timer(struct gkm_app *app)
 
 static void maybe_exit(struct gkm_app *app);
 
-/* One reply on its way out. Ends by on_complete (written) or on_closed
- * (connection gone first), whichever comes first; the other is disarmed. */
-struct reply_track {
-    struct gkm_app *app;
-};
-
-static void track_end(struct reply_track *t)
+void gkm_app_reply_flushed(struct gkm_app *app)
 {
-    struct gkm_app *app = t->app;
-    free(t);
-    if (app->flushing > 0)
-        app->flushing--;
     if (app->draining)
         maybe_exit(app);
-}
-
-static void on_reply_closed(struct evhttp_connection *evcon, void *arg)
-{
-    track_end(arg);
-}
-
-static void on_reply_complete(struct evhttp_request *req, void *arg)
-{
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    if (evcon)
-        evhttp_connection_set_closecb(evcon, NULL, NULL);
-    track_end(arg);
-}
-
-void gkm_app_track_reply(struct gkm_app *app, struct evhttp_request *req)
-{
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    if (evcon == NULL)
-        return;
-    struct reply_track *t = gkm_xcalloc(1, sizeof(*t));
-    t->app = app;
-    app->flushing++;
-    evhttp_connection_set_closecb(evcon, on_reply_closed, t);
-    evhttp_request_set_on_complete_cb(req, on_reply_complete, t);
 }
 
 static void finish_drain(struct gkm_app *app)
@@ -287,7 +252,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         if (gkm_now_ms() >= app->drain_deadline_ms) {
             gkm_warn(app->log,
                      "drain timeout: %u request(s) still in flight are cut",
-                     app->inflight + app->flushing);
+                     app->inflight + gkm_http_flushing(app->http));
             finish_drain(app);
         } else {
             maybe_exit(app);
@@ -349,7 +314,8 @@ void gkm_app_begin_drain(struct gkm_app *app, const char *why)
 
 static void maybe_exit(struct gkm_app *app)
 {
-    if (app->inflight == 0 && app->flushing == 0 && !app->exiting)
+    if (app->inflight == 0 && gkm_http_flushing(app->http) == 0 &&
+        !app->exiting)
         finish_drain(app);
 }
 

@@ -17,7 +17,7 @@ struct gkm_aff;
 
 struct event;
 struct event_base;
-struct evhttp;
+struct gkm_http;
 struct gkm_config;
 struct gkm_log;
 struct gkm_pool;
@@ -32,7 +32,7 @@ struct gkm_app {
     struct gkm_log *log;
     struct gkm_pool *pool;
     struct gkm_upstream *up;
-    struct evhttp *http;
+    struct gkm_http *http;
     struct gkm_policy_opts policy;      /* from the config */
     struct gkm_policy_state *pstate;    /* no-detail 429 escalation memory */
     struct gkm_aff *aff;                /* files/caches/uploads -> owner key */
@@ -61,7 +61,6 @@ struct gkm_app {
     /* Lifecycle. */
     uint64_t next_request_id;
     unsigned inflight;     /* client requests being handled */
-    unsigned flushing;     /* replies handed to evhttp, not yet written */
     int draining;          /* SIGTERM/SIGINT received */
     int exiting;           /* drain finished: leaving the loop */
     int64_t drain_deadline_ms;
@@ -85,12 +84,9 @@ int gkm_app_state_flush(struct gkm_app *app, int force);
 /* Begin a graceful shutdown: stop accepting, let requests in flight end
  * (bounded by --drain-timeout), flush state, leave the loop. */
 void gkm_app_begin_drain(struct gkm_app *app, const char *why);
-/* Call just before handing the final part of a reply to evhttp
- * (evhttp_send_reply / evhttp_send_reply_end): the drain then waits until
- * the client has it (or its connection is gone) before exiting. Replaces
- * the connection's close callback. */
-struct evhttp_request;
-void gkm_app_track_reply(struct gkm_app *app, struct evhttp_request *req);
+/* A finished reply's last bytes were written (or its connection closed):
+ * a drain waits for every reply to reach its client before exiting. */
+void gkm_app_reply_flushed(struct gkm_app *app);
 /* SIGHUP: re-read the key file. When it lists the same keys, every bench
  * that lasts "until the keys are reloaded" (invalid, suspended, leaked or
  * denied keys, zero quotas) ends, so fixed keys come back without a

@@ -95,7 +95,7 @@ static const struct option_def options[] = {
      "Largest request body accepted; larger ones get 413."},
     {"--max-header-size", "GKM_MAX_HEADER_SIZE", "SIZE", T_SIZE,
      OFF(max_header_bytes), "64K", 1024, 16 * MIB,
-     "Largest request header block accepted."},
+     "Largest request line + headers accepted; larger ones get 431."},
     {"--client-timeout", "GKM_CLIENT_TIMEOUT", "DURATION", T_DURATION,
      OFF(client_timeout_ms), "60s", 1000, 86400000LL,
      "Time allowed to receive a request, and for a stalled client to "

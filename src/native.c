@@ -13,9 +13,6 @@
  * it), and the upload requests that follow, which carry only the
  * upload_id, are let through to the key that started the upload.
  */
-#include <event2/buffer.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +23,7 @@
 #include "app.h"
 #include "config.h"
 #include "daytime.h"
+#include "http.h"
 #include "keypool.h"
 #include "log.h"
 #include "preq.h"
@@ -81,27 +79,21 @@ static char *gemini_error_json(int status, const char *gstatus, const char *msg)
     return s;
 }
 
-void gkm_reply_gemini_error(struct evhttp_request *req, int status,
+void gkm_reply_gemini_error(struct gkm_hreq *req, int status,
                             const char *gstatus, const char *msg,
                             long retry_after_s)
 {
-    struct evbuffer *b = evbuffer_new();
-    if (b == NULL)
-        return;
     char *body = gemini_error_json(status, gstatus, msg);
-    evbuffer_add(b, body, strlen(body));
-    evbuffer_add(b, "\n", 1);
+    char *line = gkm_xjoin3(body, "\n", "");
     free(body);
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_remove_header(h, "Content-Type");
-    evhttp_add_header(h, "Content-Type", "application/json; charset=UTF-8");
+    gkm_hreq_set_header(req, "Content-Type", "application/json; charset=UTF-8");
     if (retry_after_s > 0) {
         char ra[32];
         snprintf(ra, sizeof(ra), "%ld", retry_after_s);
-        evhttp_add_header(h, "Retry-After", ra);
+        gkm_hreq_add_header(req, "Retry-After", ra);
     }
-    evhttp_send_reply(req, status, NULL, b);
-    evbuffer_free(b);
+    gkm_hreq_send(req, status, line, strlen(line));
+    free(line);
 }
 
 static void n_error(struct gkm_preq *p, int status, const char *gstatus,
@@ -165,12 +157,11 @@ static int is_upload_path(const char *path)
 /* An upload's byte request: POST or PUT with an X-Goog-Upload-Command made
  * only of upload, finalize, query and cancel (never start). Anything else
  * needs the token. */
-static int is_upload_continuation(struct gkm_preq *p, struct evhttp_request *req)
+static int is_upload_continuation(struct gkm_preq *p, struct gkm_hreq *req)
 {
     if (strcmp(p->up_method, "POST") != 0 && strcmp(p->up_method, "PUT") != 0)
         return 0;
-    const char *cmd = evhttp_find_header(evhttp_request_get_input_headers(req),
-                                         "X-Goog-Upload-Command");
+    const char *cmd = gkm_hreq_header(req, "X-Goog-Upload-Command");
     if (cmd == NULL)
         return 0;
     static const char *const ok[] = {"upload", "finalize", "query", "cancel"};
@@ -219,11 +210,10 @@ static char *public_origin(struct gkm_preq *p)
         return gkm_xstrdup(p->app->cfg->public_url);
     if (p->req == NULL)
         return NULL;
-    struct evkeyvalq *h = evhttp_request_get_input_headers(p->req);
-    const char *host = evhttp_find_header(h, "X-Forwarded-Host");
+    const char *host = gkm_hreq_header(p->req, "X-Forwarded-Host");
     if (host == NULL)
-        host = evhttp_find_header(h, "Host");
-    const char *proto = evhttp_find_header(h, "X-Forwarded-Proto");
+        host = gkm_hreq_header(p->req, "Host");
+    const char *proto = gkm_hreq_header(p->req, "X-Forwarded-Proto");
     if (host == NULL || *host == '\0' || strlen(host) > 255)
         return NULL;
     for (const char *c = host; *c; c++)
@@ -428,7 +418,7 @@ static const struct gkm_surface native_surface = {
     .cleanup = n_cleanup,
 };
 
-void gkm_proxy_native(struct gkm_app *app, struct evhttp_request *req)
+void gkm_proxy_native(struct gkm_app *app, struct gkm_hreq *req)
 {
     struct gkm_preq *p = gkm_preq_new(app, req, &native_surface);
     if (p == NULL)

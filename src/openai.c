@@ -17,9 +17,7 @@
  */
 #include "openai.h"
 
-#include <event2/buffer.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
+#include <event2/http.h> /* evhttp_encode_uri */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +27,7 @@
 #include "app.h"
 #include "config.h"
 #include "gerror.h"
+#include "http.h"
 #include "jsonw.h"
 #include "keypool.h"
 #include "log.h"
@@ -522,7 +521,7 @@ static void start_model(struct gkm_preq *p, struct oai *st)
 }
 
 static void start_compat(struct gkm_preq *p, struct gkm_app *app,
-                         struct evhttp_request *req)
+                         struct gkm_hreq *req)
 {
     /* The model in the body, when there is one, picks the rotation. */
     if (p->bodylen > 0) {
@@ -551,22 +550,21 @@ static int path_is(const char *uri, const char *path)
     return strncmp(uri, path, n) == 0 && (uri[n] == '\0' || uri[n] == '?');
 }
 
-int gkm_openai_claims(const char *uri, struct evhttp_request *req)
+int gkm_openai_claims(const char *uri, struct gkm_hreq *req)
 {
     if (path_is(uri, "/v1/chat/completions") || path_is(uri, "/v1/embeddings") ||
         strncmp(uri, "/v1beta/openai/", 15) == 0)
         return 1;
     if (!path_is(uri, "/v1/models") && strncmp(uri, "/v1/models/", 11) != 0)
         return 0;
-    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
-    if (evhttp_find_header(h, "x-goog-api-key") != NULL)
+    if (gkm_hreq_header(req, "x-goog-api-key") != NULL)
         return 0;
     if (strstr(uri, "?key=") || strstr(uri, "&key="))
         return 0;
-    return evhttp_find_header(h, "Authorization") != NULL;
+    return gkm_hreq_header(req, "Authorization") != NULL;
 }
 
-void gkm_openai_handle(struct gkm_app *app, struct evhttp_request *req)
+void gkm_openai_handle(struct gkm_app *app, struct gkm_hreq *req)
 {
     struct gkm_preq *p = gkm_preq_new(app, req, &openai_surface);
     if (p == NULL)
@@ -575,7 +573,7 @@ void gkm_openai_handle(struct gkm_app *app, struct evhttp_request *req)
     p->surface_state = st;
     opts_from_config(app, &st->opts);
     const char *path = p->path;
-    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    const char *cmd = gkm_hreq_method(req);
     if (strncmp(path, "/v1beta/openai/", 15) == 0)
         st->kind = K_COMPAT;
     else if (strcmp(path, "/v1/chat/completions") == 0)
@@ -596,8 +594,8 @@ void gkm_openai_handle(struct gkm_app *app, struct evhttp_request *req)
     }
     int want_post = st->kind == K_CHAT || st->kind == K_EMBED;
     int want_get = st->kind == K_MODELS || st->kind == K_MODEL;
-    if ((want_post && cmd != EVHTTP_REQ_POST) ||
-        (want_get && cmd != EVHTTP_REQ_GET)) {
+    if ((want_post && strcmp(cmd, "POST") != 0) ||
+        (want_get && strcmp(cmd, "GET") != 0)) {
         p->outcome = "method not allowed";
         gkm_preq_fail(p, 405, "UNIMPLEMENTED",
                       want_post ? "This endpoint accepts POST only."

@@ -25,8 +25,7 @@
 #include "keypool.h"
 
 struct event;
-struct evhttp_connection;
-struct evhttp_request;
+struct gkm_hreq;
 struct gkm_app;
 struct gkm_preq;
 struct gkm_redactor;
@@ -75,10 +74,7 @@ struct gkm_preq {
     struct gkm_app *app;
     const struct gkm_surface *surf;
     void *surface_state;
-    struct evhttp_request *req; /* NULL once answered or the client left */
-    struct evhttp_connection *evcon;
-    struct event *watch;   /* EV_CLOSED on the client socket */
-    struct event *kill_ev; /* deferred close after a mid-stream break */
+    struct gkm_hreq *req; /* NULL once answered or the client left */
     struct event *keepalive_ev; /* SSE comments while the upstream is silent */
     int64_t last_out_ms;        /* monotonic time of the last bytes sent */
     struct event *retry_ev; /* backoff before the next attempt */
@@ -132,7 +128,6 @@ struct gkm_preq {
     size_t nrh;
     int reply_started;
     int paused;
-    int abort_after_flush;
     uint64_t bytes_out;
 
     struct gkm_buf tried; /* "...abcd(429),...ef01(200)" for the log */
@@ -143,7 +138,7 @@ struct gkm_preq {
 /* Create the request context for req (which it takes over): request id,
  * normalised path/query, client body. Counts as in flight until it ends.
  * Returns NULL after replying 400 itself when the path is invalid. */
-struct gkm_preq *gkm_preq_new(struct gkm_app *app, struct evhttp_request *req,
+struct gkm_preq *gkm_preq_new(struct gkm_app *app, struct gkm_hreq *req,
                               const struct gkm_surface *surf);
 /* Watch the client and make the first upstream attempt. The surface must
  * have set up_method, up_path_query, model (and up_body if it rewrote the
@@ -193,19 +188,20 @@ long gkm_preq_key(const struct gkm_preq *p);
 void gkm_preq_finish(struct gkm_preq *p);
 /* The real key of the current attempt (borrowed) or NULL. */
 const char *gkm_preq_secret(const struct gkm_preq *p);
-/* Watch the client for leaving / stop watching (before any call that can
- * free its connection). */
+/* Hear about the client leaving and its backlog draining / stop hearing
+ * (before the reply ends). */
 void gkm_client_watch(struct gkm_preq *p);
 void gkm_client_unwatch(struct gkm_preq *p);
-/* Bytes waiting in the client connection's output buffer. */
+/* Reply bytes queued for the client and not written yet. */
 size_t gkm_client_backlog(struct gkm_preq *p);
 /* Send bytes as one chunk of the streamed reply (no redaction): 0 / -1. */
 int gkm_client_send(struct gkm_preq *p, const char *data, size_t len);
 /* Redact and send surface output in a streamed reply: 0 / -1. */
 int gkm_client_relay(struct gkm_preq *p, const char *data, size_t len);
-/* Close the client connection once its backlog is written, without the
- * final chunk (a truncated stream must not look complete). */
-void gkm_client_schedule_close(struct gkm_preq *p);
+/* Cut the streamed reply: the backlog is still written, then the
+ * connection closes without the final chunk (a truncated stream must not
+ * look complete). Lets go of p->req, which is NULL afterwards. */
+void gkm_client_cut(struct gkm_preq *p);
 /* Finish a streamed reply cleanly (the last chunk) and let go of p->req,
  * which is NULL afterwards. */
 void gkm_client_end_stream(struct gkm_preq *p);

@@ -16,7 +16,7 @@
  *   STREAM   a 2xx answer relayed as it arrives through surface->chunk and
  *            the key redactor. Backpressure: when the client's output
  *            buffer passes OUT_HIGH_WATER the upstream transfer is paused,
- *            and evhttp's "buffer drained" callback resumes it.
+ *            and the server's "drained" callback (http.h) resumes it.
  * Nothing is retried once a byte went to the client.
  *
  * The client side (authentication, replies, streaming out, noticing a
@@ -28,11 +28,7 @@
 #include "preq.h"
 #include "proxy.h"
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +37,7 @@
 #include "affinity.h"
 #include "app.h"
 #include "config.h"
+#include "http.h"
 #include "daytime.h"
 #include "gerror.h"
 #include "policy.h"
@@ -123,8 +120,6 @@ void gkm_preq_finish(struct gkm_preq *p)
 {
     struct gkm_app *app = p->app;
     gkm_client_unwatch(p);
-    if (p->kill_ev)
-        event_free(p->kill_ev);
     if (p->retry_ev)
         event_free(p->retry_ev);
     if (p->keepalive_ev)
@@ -178,16 +173,10 @@ static void stream_end(struct gkm_preq *p, int ok)
         if (gkm_redactor_finish(p->redactor, &p->body_buf) == 0)
             (void)gkm_client_send(p, p->body_buf.data, p->body_buf.len);
     }
-    if (!clean) {
-        p->abort_after_flush = 1;
-        if (gkm_client_backlog(p) == 0)
-            gkm_client_schedule_close(p);
-        /* else on_flushed closes once the client has what we sent */
-        return;
-    }
-    gkm_client_unwatch(p);
-    gkm_app_track_reply(p->app, p->req);
-    gkm_client_end_stream(p); /* p->req is NULL afterwards */
+    if (!clean)
+        gkm_client_cut(p); /* what was sent still reaches the client */
+    else
+        gkm_client_end_stream(p); /* p->req is NULL afterwards */
     gkm_preq_finish(p);
 }
 
@@ -681,23 +670,7 @@ static void start_attempt(struct gkm_preq *p)
 
 /* ---- entry ------------------------------------------------------------ */
 
-static const char *method_name(enum evhttp_cmd_type c)
-{
-    switch (c) {
-    case EVHTTP_REQ_GET: return "GET";
-    case EVHTTP_REQ_POST: return "POST";
-    case EVHTTP_REQ_HEAD: return "HEAD";
-    case EVHTTP_REQ_PUT: return "PUT";
-    case EVHTTP_REQ_DELETE: return "DELETE";
-    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-    case EVHTTP_REQ_TRACE: return "TRACE";
-    case EVHTTP_REQ_CONNECT: return "CONNECT";
-    case EVHTTP_REQ_PATCH: return "PATCH";
-    }
-    return "GET";
-}
-
-struct gkm_preq *gkm_preq_new(struct gkm_app *app, struct evhttp_request *req,
+struct gkm_preq *gkm_preq_new(struct gkm_app *app, struct gkm_hreq *req,
                               const struct gkm_surface *surf)
 {
     struct gkm_preq *p = gkm_xcalloc(1, sizeof(*p));
@@ -707,7 +680,7 @@ struct gkm_preq *gkm_preq_new(struct gkm_app *app, struct evhttp_request *req,
     p->t0 = gkm_mono_ms();
     p->id = ++app->next_request_id;
     snprintf(p->idstr, sizeof(p->idstr), "r%06llx", (unsigned long long)p->id);
-    p->method = method_name(evhttp_request_get_command(req));
+    p->method = gkm_hreq_method(req);
     p->up_method = p->method;
     p->key_idx = -1;
     p->pin_idx = -1;
@@ -719,7 +692,7 @@ struct gkm_preq *gkm_preq_new(struct gkm_app *app, struct evhttp_request *req,
     gkm_buf_init(&p->out_buf, SIZE_MAX / 2);
 
     char *q = NULL;
-    if (gkm_route_split(evhttp_request_get_uri(req), &p->path, &q) != 0) {
+    if (gkm_route_split(gkm_hreq_uri(req), &p->path, &q) != 0) {
         p->path = gkm_xstrdup("(invalid)");
         p->query = gkm_xstrdup("");
         p->outcome = "bad path";
@@ -728,9 +701,9 @@ struct gkm_preq *gkm_preq_new(struct gkm_app *app, struct evhttp_request *req,
     }
     p->query = gkm_route_strip_key(q, NULL);
     free(q);
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    p->bodylen = evbuffer_get_length(in);
-    p->body = p->bodylen ? (const char *)evbuffer_pullup(in, -1) : NULL;
+    p->body = gkm_hreq_body(req, &p->bodylen);
+    if (p->bodylen == 0)
+        p->body = NULL;
     return p;
 }
 

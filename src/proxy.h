@@ -8,17 +8,17 @@
 
 #include <stddef.h>
 
-struct evhttp_request;
+struct gkm_hreq;
 struct gkm_app;
 
 /* Handle a request under /v1beta/, /v1/ or /upload/. Takes over req: it is
  * answered (or dropped if the client leaves) by the proxy. */
-void gkm_proxy_native(struct gkm_app *app, struct evhttp_request *req);
+void gkm_proxy_native(struct gkm_app *app, struct gkm_hreq *req);
 
 /* Answer req now with a Gemini-shaped JSON error
  * {"error":{"code":status,"message":msg,"status":gstatus}}. retry_after_s
  * > 0 adds a Retry-After header. */
-void gkm_reply_gemini_error(struct evhttp_request *req, int status,
+void gkm_reply_gemini_error(struct gkm_hreq *req, int status,
                             const char *gstatus, const char *msg,
                             long retry_after_s);
 
@@ -26,6 +26,6 @@ void gkm_reply_gemini_error(struct evhttp_request *req, int status,
  * Authorization: Bearer; every one given must be valid). Constant time per
  * comparison. */
 int gkm_proxy_authorized(const struct gkm_app *app,
-                         struct evhttp_request *req);
+                         struct gkm_hreq *req);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * server.h - the HTTP front: evhttp setup, limits and routing. The only
+ * server.h - the HTTP front: http.c set up, limits and routing. The only
  * file that knows the route table.
  */
 #ifndef GKM_SERVER_H
@@ -14,7 +14,8 @@ struct gkm_app;
  * port when 0 was asked) to bound and returns 0; -1 with err otherwise. */
 int gkm_server_start(struct gkm_app *app, char *bound, size_t boundlen,
                      char *err, size_t errlen);
-/* Stop accepting new connections (existing ones finish). */
+/* Stop accepting new connections; idle ones close, the others after
+ * their current reply. */
 void gkm_server_stop_accepting(struct gkm_app *app);
 /* Close everything and free app->http. */
 void gkm_server_free(struct gkm_app *app);
