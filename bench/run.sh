@@ -14,7 +14,7 @@ NSTREAMS="${2:-1000}"
 cd "$here"
 scripts/deps.sh --bench
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-bench -j"$(nproc)" --target gemini-key-manager fake-gemini bench-evrelay bench-stackrelay >/dev/null
+cmake --build build-bench -j"$(nproc)" --target gemini-key-manager fake-gemini bench-evrelay bench-stackrelay bench-hprelay >/dev/null
 # Each stream holds a client and an upstream socket: raise the soft limit
 # to the hard one (no root needed) and check it is enough.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -113,6 +113,11 @@ PIDS+=($!); EVPID=$!
 SPORT=$(freeport)
 build-bench/bench-stackrelay "$SPORT" "$FPORT" "$KEY" > "$W/stackrelay.out" 2>&1 &
 PIDS+=($!); SRPID=$!
+# --- the same relay with evhttp's server replaced by a lean one on
+# libhttp-parser (bench/hprelay.c), as gemini-key-manager's src/http.c is.
+HPORT=$(freeport)
+build-bench/bench-hprelay "$HPORT" "$FPORT" "$KEY" > "$W/hprelay.out" 2>&1 &
+PIDS+=($!); HPPID=$!
 sleep 0.3
 
 # --- wrk helpers ---------------------------------------------------------------
@@ -137,7 +142,7 @@ p50() { # url auth
 }
 fakecfg '{}'
 # warm up every path
-for u in "http://127.0.0.1:$FPORT$GEN|$KEY" "http://127.0.0.1:$P3PORT$GEN|$TOKEN" "http://127.0.0.1:$NPORT$GEN|$TOKEN" "http://127.0.0.1:$EPORT$GEN|$TOKEN" "http://127.0.0.1:$SPORT$GEN|$TOKEN"; do
+for u in "http://127.0.0.1:$FPORT$GEN|$KEY" "http://127.0.0.1:$P3PORT$GEN|$TOKEN" "http://127.0.0.1:$NPORT$GEN|$TOKEN" "http://127.0.0.1:$EPORT$GEN|$TOKEN" "http://127.0.0.1:$SPORT$GEN|$TOKEN" "http://127.0.0.1:$HPORT$GEN|$TOKEN"; do
   BENCH_AUTH="${u#*|}" wrk -t1 -c8 -d1s -s "$W/post.lua" "${u%|*}" >/dev/null
 done
 
@@ -160,12 +165,14 @@ ROUNDS="${ROUNDS:-3}"
 echo "running: ${DUR}s per throughput run, $ROUNDS rounds, $NSTREAMS streams" >&2
 R_DIRECT=""; R_PROXY=""; R_NGINX=""; R_10K=""; R_OAI=""; C_PROXY=""; C_NGINX=""; C_OAI=""
 L_DIRECT=""; L_PROXY=""; L_NGINX=""; R_EV=""; C_EV=""; L_EV=""; R_SR=""; C_SR=""; L_SR=""
+R_HP=""; C_HP=""; L_HP=""
 for round in $(seq "$ROUNDS"); do
   R_DIRECT+="$(rps "http://127.0.0.1:$FPORT$GEN" "$KEY" 64) "
   read -r r c <<<"$(cpu_rps "http://127.0.0.1:$P3PORT$GEN" "$TOKEN" "$P3PID")"; R_PROXY+="$r "; C_PROXY+="$c "
   read -r r c <<<"$(cpu_rps "http://127.0.0.1:$NPORT$GEN" "$TOKEN" "$NGPIDS")"; R_NGINX+="$r "; C_NGINX+="$c "
   read -r r c <<<"$(cpu_rps "http://127.0.0.1:$EPORT$GEN" "$TOKEN" "$EVPID")"; R_EV+="$r "; C_EV+="$c "
   read -r r c <<<"$(cpu_rps "http://127.0.0.1:$SPORT$GEN" "$TOKEN" "$SRPID")"; R_SR+="$r "; C_SR+="$c "
+  read -r r c <<<"$(cpu_rps "http://127.0.0.1:$HPORT$GEN" "$TOKEN" "$HPPID")"; R_HP+="$r "; C_HP+="$c "
   R_10K+="$(rps "http://127.0.0.1:$P10PORT$GEN" "$TOKEN" 64) "
   read -r r c <<<"$(cpu_rps "http://127.0.0.1:$P3PORT/v1/chat/completions" "$TOKEN" "$P3PID" "$W/chat.lua")"; R_OAI+="$r "; C_OAI+="$c "
   L_DIRECT+="$(p50 "http://127.0.0.1:$FPORT$GEN" "$KEY") "
@@ -173,6 +180,7 @@ for round in $(seq "$ROUNDS"); do
   L_NGINX+="$(p50 "http://127.0.0.1:$NPORT$GEN" "$TOKEN") "
   L_EV+="$(p50 "http://127.0.0.1:$EPORT$GEN" "$TOKEN") "
   L_SR+="$(p50 "http://127.0.0.1:$SPORT$GEN" "$TOKEN") "
+  L_HP+="$(p50 "http://127.0.0.1:$HPORT$GEN" "$TOKEN") "
 done
 
 # --- slow streams -----------------------------------------------------------------
@@ -180,11 +188,13 @@ fakecfg '{"stream": {"chunks": 10, "chunk_delay_ms": 1000}}'
 S_PROXY=$(python3 bench/streams.py "http://127.0.0.1:$P3PORT$STREAM" "$NSTREAMS" "$TOKEN" "$P3PID")
 S_NGINX=$(python3 bench/streams.py "http://127.0.0.1:$NPORT$STREAM" "$NSTREAMS" "$TOKEN" "$NGPIDS")
 S_SR=$(python3 bench/streams.py "http://127.0.0.1:$SPORT$STREAM" "$NSTREAMS" "$TOKEN" "$SRPID")
+S_HP=$(python3 bench/streams.py "http://127.0.0.1:$HPORT$STREAM" "$NSTREAMS" "$TOKEN" "$HPPID")
 S_OAI=$(python3 bench/streams.py "http://127.0.0.1:$P3PORT/v1/chat/completions" "$NSTREAMS" "$TOKEN" "$P3PID" openai)
 
 python3 - "$R_DIRECT" "$R_PROXY" "$R_NGINX" "$R_10K" "$L_DIRECT" "$L_PROXY" "$L_NGINX" \
   "$S_PROXY" "$S_NGINX" "$IDLE_RSS" "$IDLE_RSS_10K" "$NSTREAMS" "$R_OAI" "$S_OAI" \
-  "$C_PROXY" "$C_NGINX" "$C_OAI" "$R_EV" "$C_EV" "$L_EV" "$R_SR" "$C_SR" "$L_SR" "$S_SR" <<'PY'
+  "$C_PROXY" "$C_NGINX" "$C_OAI" "$R_EV" "$C_EV" "$L_EV" "$R_SR" "$C_SR" "$L_SR" "$S_SR" \
+  "$R_HP" "$C_HP" "$L_HP" "$S_HP" <<'PY'
 import json, statistics, sys
 def med(s):
     v = [float(x) for x in s.split()]
@@ -204,6 +214,9 @@ adde = statistics.median([e - d for e, d in zip(vle, vld)])
 (rs, vrs), (cs, _), (ls, vls) = med(sys.argv[21]), med(sys.argv[22]), med(sys.argv[23])
 adds = statistics.median([e - d for e, d in zip(vls, vld)])
 ss = json.loads(sys.argv[24])
+(rh, vrh), (ch, _), (lh, vlh) = med(sys.argv[25]), med(sys.argv[26]), med(sys.argv[27])
+addh = statistics.median([e - d for e, d in zip(vlh, vld)])
+sh = json.loads(sys.argv[28])
 runs = lambda v: " / ".join("%.0f" % x for x in v)
 runs3 = lambda v: " / ".join("%.3f" % x for x in v)
 print("Medians of %d rounds (each round runs every throughput measure once, interleaved)." % len(vp))
@@ -223,21 +236,22 @@ print("| first-chunk p50 (ms) | | %s | %s | |" % (sp["first_chunk_ms_p50"], sn["
 print("| idle RSS, 3 keys / 10,000 keys (MiB) | | %.1f / %.1f | | |" % (idle / 1024, idle10 / 1024))
 print("| throughput, 10,000 keys with 9,999 benched (req/s) | | %.0f (%.2fx of 3 keys; rounds %s) | | |" % (r10, r10 / rp, runs(v10)))
 print()
-print("| reference relays (same header swap, nothing else) | evhttp + evhttp (`bench/evrelay.c`) | evhttp + libcurl, the decided stack (`bench/stackrelay.c`) |")
-print("|---|---|---|")
-print("| throughput, 64 connections (req/s) | %.0f (rounds %s) | %.0f (rounds %s) |" % (re_, runs(vre), rs, runs(vrs)))
-print("| throughput / nginx | %.2fx | %.2fx |" % (re_ / rn, rs / rn))
-print("| gemini-key-manager throughput / relay | %.2fx | %.2fx |" % (rp / re_, rp / rs))
-print("| CPU per request at 64 connections (us) | %.0f | %.0f |" % (ce, cs))
-print("| CPU per request / nginx | %.2fx | %.2fx |" % (ce / cn, cs / cn))
-print("| gemini-key-manager CPU per request / relay | %.2fx | %.2fx |" % (cp / ce, cp / cs))
-print("| added p50 latency (ms), median of rounds | %.3f | %.3f |" % (adde, adds))
-print("| added p50 latency / nginx | %.2fx | %.2fx |" % (adde / an if an > 0 else float("nan"), adds / an if an > 0 else float("nan")))
-print("| gemini-key-manager added p50 latency / relay | %.2fx | %.2fx |" % (ap / adde if adde > 0 else float("nan"), ap / adds if adds > 0 else float("nan")))
-print("| CPU time for %d slow streams (s) | | %.2f (completed %d) |" % (n, ss["cpu_s"], ss["ok"]))
-print("| CPU for those streams / nginx | | %.2fx |" % (ss["cpu_s"] / sn["cpu_s"] if sn["cpu_s"] else float("nan")))
-print("| gemini-key-manager CPU for those streams / relay | | %.2fx |" % (sp["cpu_s"] / ss["cpu_s"] if ss["cpu_s"] else float("nan")))
-print("| peak RSS, %d slow streams (MiB) / nginx | | %.1f / %.2fx |" % (n, ss["peak_rss_kib"] / 1024, ss["peak_rss_kib"] / sn["peak_rss_kib"]))
+print("| reference relays (same header swap, nothing else) | evhttp + evhttp (`bench/evrelay.c`) | evhttp + libcurl (`bench/stackrelay.c`) | libhttp-parser server + libcurl (`bench/hprelay.c`) |")
+print("|---|---|---|---|")
+print("| throughput, 64 connections (req/s) | %.0f (rounds %s) | %.0f (rounds %s) | %.0f (rounds %s) |" % (re_, runs(vre), rs, runs(vrs), rh, runs(vrh)))
+print("| throughput / nginx | %.2fx | %.2fx | %.2fx |" % (re_ / rn, rs / rn, rh / rn))
+print("| gemini-key-manager throughput / relay | %.2fx | %.2fx | %.2fx |" % (rp / re_, rp / rs, rp / rh))
+print("| CPU per request at 64 connections (us) | %.0f | %.0f | %.0f |" % (ce, cs, ch))
+print("| CPU per request / nginx | %.2fx | %.2fx | %.2fx |" % (ce / cn, cs / cn, ch / cn))
+print("| gemini-key-manager CPU per request / relay | %.2fx | %.2fx | %.2fx |" % (cp / ce, cp / cs, cp / ch))
+nz = lambda a, b: a / b if b > 0 else float("nan")
+print("| added p50 latency (ms), median of rounds | %.3f | %.3f | %.3f |" % (adde, adds, addh))
+print("| added p50 latency / nginx | %.2fx | %.2fx | %.2fx |" % (nz(adde, an), nz(adds, an), nz(addh, an)))
+print("| gemini-key-manager added p50 latency / relay | %.2fx | %.2fx | %.2fx |" % (nz(ap, adde), nz(ap, adds), nz(ap, addh)))
+print("| CPU time for %d slow streams (s) | | %.2f (completed %d) | %.2f (completed %d) |" % (n, ss["cpu_s"], ss["ok"], sh["cpu_s"], sh["ok"]))
+print("| CPU for those streams / nginx | | %.2fx | %.2fx |" % (nz(ss["cpu_s"], sn["cpu_s"]), nz(sh["cpu_s"], sn["cpu_s"])))
+print("| gemini-key-manager CPU for those streams / relay | | %.2fx | %.2fx |" % (nz(sp["cpu_s"], ss["cpu_s"]), nz(sp["cpu_s"], sh["cpu_s"])))
+print("| peak RSS, %d slow streams (MiB) / nginx | | %.1f / %.2fx | %.1f / %.2fx |" % (n, ss["peak_rss_kib"] / 1024, ss["peak_rss_kib"] / sn["peak_rss_kib"], sh["peak_rss_kib"] / 1024, sh["peak_rss_kib"] / sn["peak_rss_kib"]))
 print()
 print("| OpenAI surface (translated) | gemini-key-manager | vs native passthrough |")
 print("|---|---|---|")
