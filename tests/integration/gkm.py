@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -299,6 +300,11 @@ def run(fixture_factory=None):
     signal.signal(signal.SIGALRM, _alarm)
     only = sys.argv[1:]
     passed = failed = 0
+    # Every temporary directory of this run (proxies' working directories,
+    # key and usage files) goes under one parent, removed at the end unless
+    # a test failed (then it is kept for a look and its path printed).
+    parent = tempfile.mkdtemp(prefix="gkm-it-run-")
+    tempfile.tempdir = parent
     fake = Fake()
     try:
         for fn, timeout in _TESTS:
@@ -319,5 +325,10 @@ def run(fixture_factory=None):
                 signal.alarm(0)
     finally:
         fake.stop()
+        tempfile.tempdir = None
+        if failed:
+            print("temporary files kept in %s" % parent, flush=True)
+        else:
+            shutil.rmtree(parent, ignore_errors=True)
     print("%d passed, %d failed" % (passed, failed), flush=True)
     sys.exit(1 if failed else 0)
