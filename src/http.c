@@ -199,6 +199,7 @@ static int on_begin(http_parser *p)
     struct gkm_hreq *r = &c->req;
     c->midreq = 1;
     c->indexed = 0;
+    touch(c); /* from here the headers have one --client-timeout */
     c->last = TOK_NONE;
     r->method = NULL;
     r->uri = NULL;
@@ -216,14 +217,31 @@ static int on_url(http_parser *p, const char *at, size_t n)
     return arena_add(p->data, at, n, TOK_URL);
 }
 
+/* Trailers (header lines after a chunked body) are counted against the
+ * header cap and dropped: the request's headers are indexed by then. */
+static int trailer(struct hconn *c, size_t n)
+{
+    c->hbytes += n;
+    if (c->hbytes <= c->h->o.max_header_bytes)
+        return 0;
+    refuse(c, 431, "Request line and headers are larger than the proxy's "
+                   "limit (--max-header-size).");
+    return 1;
+}
+
 static int on_field(http_parser *p, const char *at, size_t n)
 {
-    return arena_add(p->data, at, n, TOK_FIELD);
+    struct hconn *c = p->data;
+    if (c->indexed)
+        return trailer(c, n);
+    return arena_add(c, at, n, TOK_FIELD);
 }
 
 static int on_value(http_parser *p, const char *at, size_t n)
 {
     struct hconn *c = p->data;
+    if (c->indexed)
+        return trailer(c, n);
     if (c->last == TOK_URL || c->last == TOK_NONE)
         return 1; /* cannot happen: a value without a name */
     return arena_add(c, at, n, TOK_VALUE);
@@ -335,6 +353,13 @@ static void reset_request(struct hconn *c)
     c->busy = 0;
     c->complete = 0;
     c->midreq = 0;
+    c->indexed = 0; /* a refusal before the next request shows nothing old */
+    r->method = NULL;
+    r->uri = NULL;
+    r->nh = 0;
+    r->is_head = 0;
+    r->minor = 1;
+    r->nobody = 0;
     r->drained = r->closed = NULL;
     r->cbarg = NULL;
     r->started = r->chunked = 0;
@@ -421,7 +446,10 @@ static size_t parse_some(struct hconn *c, const char *d, size_t n)
         size_t used = http_parser_execute(&c->p, &h->ps, d + off, n - off);
         enum http_errno e = HTTP_PARSER_ERRNO(&c->p);
         off += used < n - off ? used : n - off;
-        if (e != HPE_OK && e != HPE_PAUSED)
+        if (e == HPE_HEADER_OVERFLOW)
+            refuse(c, 431, "Request line and headers are larger than the "
+                           "proxy's limit (--max-header-size).");
+        else if (e != HPE_OK && e != HPE_PAUSED)
             refuse(c, 400, "Malformed HTTP request.");
         if (c->reject_status) {
             reject_now(c);
@@ -522,7 +550,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
             conn_close(c, 1); /* EOF or reset */
             return;
         }
-        touch(c);
+        if (!c->midreq || c->indexed)
+            touch(c); /* the headers must arrive within one timeout */
         size_t used = parse_some(c, buf, (size_t)n);
         if (used < (size_t)n && !c->closing && !c->dead)
             stash(c, buf + used, (size_t)n - used);
@@ -538,13 +567,22 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     ssize_t n = read(fd, c->in + c->inlen, IN_CAP - c->inlen);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
+    if (n == 0 && !c->busy && gkm_hc_pending(c) > 0) {
+        /* The client is done sending but may still read: finish writing
+         * the reply it has, then close (on_writable). */
+        c->closing = 1;
+        c->linger = 0;
+        event_del(c->rev);
+        return;
+    }
     if (n <= 0) {
         conn_close(c, 1); /* EOF or reset: the client left */
         return;
     }
     c->inlen += (size_t)n;
     if (!c->busy) {
-        touch(c);
+        if (!c->midreq || c->indexed)
+            touch(c);
         if (!c->closing)
             process(c);
     }
@@ -719,10 +757,14 @@ struct gkm_http *gkm_http_new(struct event_base *base,
     h->ps.on_headers_complete = on_headers_done;
     h->ps.on_body = on_body;
     h->ps.on_message_complete = on_complete;
-    /* The parser's own header limit (80 KiB by default, process-wide)
-     * must not refuse before ours: ours is --max-header-size, counted in
-     * the callbacks above. */
-    http_parser_set_max_header_size(UINT32_MAX / 2);
+    /* The parser's own limit counts every byte of the request line and
+     * headers (the blanks the callbacks never see too) and chunk-size
+     * lines; ours, in the callbacks, counts what is kept. Both are
+     * --max-header-size (the parser's is process-wide: set here, before
+     * any request, from the one configuration). */
+    size_t lim = opts->max_header_bytes + 64;
+    http_parser_set_max_header_size(lim > UINT32_MAX / 2 ? UINT32_MAX / 2
+                                                         : (uint32_t)lim);
     h->accept_pause = evtimer_new(base, on_accept_resume, h);
     if (h->accept_pause == NULL) {
         free(h);
@@ -782,6 +824,8 @@ void gkm_http_drain(struct gkm_http *h)
         next = c->next;
         if (!c->busy && !c->midreq && c->inlen == 0 && gkm_hc_pending(c) == 0)
             conn_close(c, 0); /* idle keep-alive connection */
+        else if (!c->busy && !c->midreq)
+            c->closing = 1; /* after the reply being written */
     }
 }
 

@@ -36,6 +36,7 @@ struct gkm_hreq {
     struct gkm_buf ohdr; /* reply header lines "Name: value\r\n" */
     int started; /* streamed reply begun */
     int chunked;
+    int nobody;  /* a streamed reply that carries no body (HEAD, 204...) */
     gkm_hreq_cb drained, closed;
     void *cbarg;
 };

@@ -201,11 +201,16 @@ void gkm_hreq_add_header(struct gkm_hreq *r, const char *name,
 {
     if (r->started || !clean_token(name) || !clean_token(value) || !*name)
         return;
+    size_t before = r->ohdr.len;
     if (gkm_buf_append_str(&r->ohdr, name) != 0 ||
         gkm_buf_append(&r->ohdr, ": ", 2) != 0 ||
         gkm_buf_append_str(&r->ohdr, value) != 0 ||
-        gkm_buf_append(&r->ohdr, "\r\n", 2) != 0)
-        return; /* over 1 MiB of reply headers: the rest are dropped */
+        gkm_buf_append(&r->ohdr, "\r\n", 2) != 0) {
+        /* Over 1 MiB of reply headers: this one is dropped whole. */
+        r->ohdr.len = before;
+        if (r->ohdr.data)
+            r->ohdr.data[before] = '\0';
+    }
 }
 
 /* Start of the line holding header name in the reply headers, or NULL. */
@@ -278,13 +283,14 @@ void gkm_hreq_start(struct gkm_hreq *r, int status)
         return;
     gkm_hc_put_head(c, status, -1);
     r->started = 1;
+    r->nobody = r->is_head || no_body_status(status);
     gkm_hc_flush(c, NULL, 0);
 }
 
 void gkm_hreq_chunk(struct gkm_hreq *r, const char *data, size_t len)
 {
     struct hconn *c = r->c;
-    if (!c->busy || !r->started || len == 0 || r->is_head || c->dead)
+    if (!c->busy || !r->started || len == 0 || r->nobody || c->dead)
         return;
     if (!r->chunked) {
         gkm_hc_flush_with(c, data, len);

@@ -108,6 +108,8 @@ def http_protocol_edges(fake):
             (b"GET /v1beta/models HTTP/1.1\r\n" + b"X-A: b\r\n" * 300 + b"\r\n", 431),
             (b"TRACE /v1beta/models HTTP/1.1\r\nHost: x\r\n\r\n", 405),
             (b"POST %s HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n" % gen, 400),
+            # Blanks the parser skips count against the limit too.
+            (b"GET /v1beta/models HTTP/1.1\r\nX-A:" + b" " * 20000 + b"v\r\n\r\n", 431),
         ]
         for data, want in cases:
             out = raw(px.port, data)
@@ -136,6 +138,35 @@ def http_protocol_edges(fake):
         assert len(reqs) == 3 and all(r["body"] == one for r in reqs), reqs
         assert all(r["headers"].get("content-length") == str(len(one)) for r in reqs)
         assert all("transfer-encoding" not in r["headers"] for r in reqs)
+
+        # Trailers after a chunked body are dropped (they once corrupted
+        # the header index); garbage after a HEAD request gets a full 400.
+        out = raw(px.port, b"POST %s HTTP/1.1\r\nHost: x\r\nx-goog-api-key: %s\r\n"
+                  b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n%x\r\n%s\r\n0\r\n"
+                  b"X-Trailer: %s\r\n\r\n" % (gen, TOKEN.encode(), len(one), one.encode(), b"t" * 300))
+        (st, h, body), = http_parts(out)
+        assert st == 200 and h.get("x-request-id"), out[:300]
+        assert "x-trailer" not in fake.requests()[-1]["headers"]
+        out = raw(px.port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n\x01bad\r\n\r\n")
+        first, _, rest = out.partition(b"\r\n\r\n")
+        (st, h, body), = http_parts(rest)
+        assert first.startswith(b"HTTP/1.1 200") and st == 400, out
+        assert json.loads(body)["error"]["code"] == 400
+
+        # A client that stops sending (half-close) still gets the answers
+        # that are ready (one still waiting for the upstream is cancelled,
+        # as a client that left).
+        s = socket.create_connection(("127.0.0.1", px.port), timeout=5)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+        s.close()
+        assert got.count(b"HTTP/1.1 200") == 2, got[:200]
 
         # HTTP/1.0: answered, then closed; HEAD: headers only.
         out = raw(px.port, b"GET /healthz HTTP/1.0\r\n\r\n")
