@@ -193,22 +193,16 @@ too_big:
     return 1;
 }
 
+/* The request fields were cleared when the reply before ended
+ * (reset_request); only the parsing state starts here. */
 static int on_begin(http_parser *p)
 {
     struct hconn *c = p->data;
-    struct gkm_hreq *r = &c->req;
     c->midreq = 1;
-    c->indexed = 0;
     touch(c); /* from here the headers have one --client-timeout */
     c->last = TOK_NONE;
-    r->method = NULL;
-    r->uri = NULL;
-    r->is_head = 0;
-    r->minor = 1;
     c->hbytes = 0;
-    r->nh = 0;
-    gkm_buf_reset(&r->arena);
-    gkm_buf_reset(&r->body);
+    gkm_buf_reset(&c->req.arena);
     return 0;
 }
 
@@ -404,15 +398,8 @@ static void reject_now(struct hconn *c)
                  (unsigned long long)h->o.max_body_bytes);
         reason = msg;
     }
-    if (!c->indexed) {
-        /* Headers may be half-indexed: show an empty request. */
-        r->uri = "";
-        r->nh = 0;
-        r->minor = 1;
-        r->is_head = 0;
-    }
-    if (r->method == NULL)
-        r->method = "GET";
+    if (!c->indexed)
+        r->nh = 0; /* headers half-read: show none (uri and method unset) */
     c->inlen = 0;
     c->closing = 1;
     c->linger = 1;
@@ -700,6 +687,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     gkm_buf_init(&c->req.body, (size_t)h->o.max_body_bytes);
     gkm_buf_init(&c->req.ohdr, 1024 * 1024);
     c->req.c = c;
+    c->req.minor = 1; /* as reset_request leaves it between requests */
     c->keepalive = 1;
     c->rev = event_new(h->base, fd, EV_READ | EV_PERSIST, on_readable, c);
     c->wev = event_new(h->base, fd, EV_WRITE, on_writable, c);
