@@ -63,6 +63,10 @@ struct gkm_upstream {
     char *origin;
     size_t norigin;
     CURLU *origin_u;
+    /* Without --upstream-proxy: the proxy variables libcurl would read on
+     * every transfer, read once (see env_proxy). "" means none. */
+    char *env_proxy_http, *env_proxy_https, *env_noproxy;
+    int quick_runs; /* 0 ms timers run in this loop pass (on_curl_timer) */
 };
 
 struct gkm_xfer {
@@ -216,6 +220,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct gkm_upstream *up = arg;
     int running = 0;
+    up->quick_runs = 0;
     curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     check_done(up);
 }
@@ -355,8 +360,16 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
         evtimer_del(up->timer);
         return 0;
     }
-    /* 0 means "as soon as possible": a 0 ms timer runs on the next loop
-     * iteration instead of calling curl recursively from here. */
+    /* 0 means "as soon as possible" (a transfer was just added): the timer
+     * is made active, so it runs in this loop pass once the current
+     * callback returns, never recursively from here, and without another
+     * epoll_wait first. Should curl keep asking for 0 ms, every few runs
+     * go through a 0 ms timer so that sockets are polled in between. */
+    if (timeout_ms == 0 && up->quick_runs < 4) {
+        up->quick_runs++;
+        event_active(up->timer, EV_TIMEOUT, 0);
+        return 0;
+    }
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     evtimer_add(up->timer, &tv);
     return 0;
@@ -430,6 +443,37 @@ static size_t on_curl_write(char *p, size_t size, size_t n, void *arg)
     return len;
 }
 
+/* libcurl looks for a proxy in the environment on every transfer (up to
+ * six getenv calls, then copies) unless CURLOPT_PROXY and CURLOPT_NOPROXY
+ * are set. The environment does not change under a running proxy, so its
+ * rules are applied once here: "http_proxy" (lower case only, as curl) for
+ * http:// URLs, "https_proxy" or "HTTPS_PROXY" for https://, else
+ * "all_proxy" or "ALL_PROXY"; "no_proxy" or "NO_PROXY" for exceptions. */
+static char *env_first(const char *a, const char *b)
+{
+    const char *v = getenv(a);
+    if ((v == NULL || v[0] == '\0') && b != NULL)
+        v = getenv(b);
+    return gkm_xstrdup(v != NULL ? v : "");
+}
+
+static void env_proxy(struct gkm_upstream *up)
+{
+    char *all = env_first("all_proxy", "ALL_PROXY");
+    up->env_proxy_http = env_first("http_proxy", NULL);
+    up->env_proxy_https = env_first("https_proxy", "HTTPS_PROXY");
+    if (up->env_proxy_http[0] == '\0') {
+        free(up->env_proxy_http);
+        up->env_proxy_http = gkm_xstrdup(all);
+    }
+    if (up->env_proxy_https[0] == '\0') {
+        free(up->env_proxy_https);
+        up->env_proxy_https = gkm_xstrdup(all);
+    }
+    free(all);
+    up->env_noproxy = env_first("no_proxy", "NO_PROXY");
+}
+
 struct gkm_upstream *gkm_upstream_new(struct event_base *base,
                                       const struct gkm_upstream_opts *opts,
                                       struct gkm_log *log)
@@ -438,6 +482,8 @@ struct gkm_upstream *gkm_upstream_new(struct event_base *base,
     up->base = base;
     up->log = log;
     up->opts = *opts;
+    if (opts->proxy == NULL)
+        env_proxy(up);
     up->multi = curl_multi_init();
     up->timer = evtimer_new(base, on_timer, up);
     up->sweep = event_new(base, -1, EV_PERSIST, on_sweep, up);
@@ -474,6 +520,9 @@ void gkm_upstream_free(struct gkm_upstream *up)
     free(up->owned);
     free(up->origin);
     curl_url_cleanup(up->origin_u);
+    free(up->env_proxy_http);
+    free(up->env_proxy_https);
+    free(up->env_noproxy);
     if (up->timer)
         event_free(up->timer);
     if (up->sweep)
@@ -572,8 +621,12 @@ static void setup_handle(struct gkm_upstream *up, CURL *e)
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, up);
     if (up->opts.verbose)
         curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
-    if (up->opts.proxy != NULL)
+    if (up->opts.proxy != NULL) {
         curl_easy_setopt(e, CURLOPT_PROXY, up->opts.proxy);
+    } else {
+        curl_easy_setopt(e, CURLOPT_NOPROXY, up->env_noproxy);
+        /* CURLOPT_PROXY: per transfer, by the URL's scheme */
+    }
 }
 
 struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
@@ -612,6 +665,10 @@ struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
     }
 
     CURL *e = x->easy;
+    if (up->opts.proxy == NULL)
+        curl_easy_setopt(e, CURLOPT_PROXY,
+                         strncmp(url, "https:", 6) == 0 ? up->env_proxy_https
+                                                        : up->env_proxy_http);
     curl_easy_setopt(e, CURLOPT_CURLU, x->url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, x);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);

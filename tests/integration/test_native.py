@@ -285,6 +285,21 @@ def upstream_through_a_proxy(fake):
                args=["--upstream-proxy", "none", "--server-retries", "0"]) as px:
         st, _, body = px.generate()
         assert st == 502, (st, body)
+    # The environment is read once at start, by curl's rules: all_proxy is
+    # the fallback, no_proxy names exceptions, and HTTP_PROXY (upper case)
+    # is ignored for http:// as curl ignores it (a CGI request's Proxy:
+    # header would set it).
+    n = len(fake.requests())
+    for env, want in (({"all_proxy": fake.url}, 200),
+                      ({"ALL_PROXY": fake.url}, 200),
+                      ({"HTTP_PROXY": fake.url}, 502),
+                      ({"http_proxy": fake.url, "no_proxy": "upstream.invalid"}, 502),
+                      ({"all_proxy": fake.url, "NO_PROXY": "*"}, 502)):
+        with Proxy(nowhere, keys=KEYS[:1], env_extra=env,
+                   args=["--server-retries", "0"]) as px:
+            st, _, body = px.generate()
+            assert st == want, (env, st, body)
+    assert len(fake.requests()) == n + 2, "only the proxied cases reach the fake"
     # Credentials in the proxy URL are never printed by --check.
     out = subprocess.run([BIN, "--check", "--upstream-proxy",
                           "http://user:s3cret@127.0.0.1:3128"],
