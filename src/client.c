@@ -123,10 +123,15 @@ static void add_reply_headers(struct gkm_preq *p, const char *ctype,
 void gkm_preq_reply(struct gkm_preq *p, long status, const char *ctype,
                     const char *data, size_t len, long retry_after_s)
 {
-    if (p->req == NULL) {
-        gkm_preq_finish(p);
+    gkm_preq_send_reply(p, status, ctype, data, len, retry_after_s);
+    gkm_preq_finish(p);
+}
+
+void gkm_preq_send_reply(struct gkm_preq *p, long status, const char *ctype,
+                         const char *data, size_t len, long retry_after_s)
+{
+    if (p->req == NULL)
         return;
-    }
     const char *sec = gkm_preq_secret(p);
     char *red = NULL;
     if (data == NULL)
@@ -142,7 +147,6 @@ void gkm_preq_reply(struct gkm_preq *p, long status, const char *ctype,
     gkm_hreq_send(p->req, (int)status, data, len);
     free(red);
     p->req = NULL;
-    gkm_preq_finish(p);
 }
 
 /* ---- streaming to the client ------------------------------------------ */

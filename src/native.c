@@ -383,12 +383,15 @@ static int n_end(struct gkm_preq *p, int ok, struct gkm_buf *out)
 static void n_body(struct gkm_preq *p, long status, const char *data, size_t n)
 {
     struct native *st = p->surface_state;
+    /* The client first: what follows only feeds the counters and the
+     * name-to-key table, and the next request on this loop sees both. */
+    gkm_preq_send_reply(p, status, NULL, data, n, 0);
     learn(p, data, n);
     if (st->tap != NULL) {
         gkm_tap_feed(st->tap, data, n);
         gkm_preq_account(p, gkm_tap_finish(st->tap), 1);
     }
-    gkm_preq_reply(p, status, NULL, data, n, 0);
+    gkm_preq_finish(p);
 }
 
 static void n_upstream_error(struct gkm_preq *p, long status, const char *data,

@@ -71,18 +71,27 @@ struct gkm_oai_cache {
 
 /* ---- replies ------------------------------------------------------------ */
 
-static void reply_json(struct gkm_preq *p, long status, json_t *o,
-                       long retry_after_s)
+/* Send o (consumed) as the reply; the request goes on (see
+ * gkm_preq_send_reply). */
+static void send_json(struct gkm_preq *p, long status, json_t *o,
+                      long retry_after_s)
 {
     size_t n = 0;
     char *s = gkm_json_dump(o, &n);
     json_decref(o);
     if (s == NULL) {
-        gkm_preq_reply(p, 500, JSON_CT, "{}", 2, 0);
+        gkm_preq_send_reply(p, 500, JSON_CT, "{}", 2, 0);
         return;
     }
-    gkm_preq_reply(p, status, JSON_CT, s, n, retry_after_s);
+    gkm_preq_send_reply(p, status, JSON_CT, s, n, retry_after_s);
     free(s);
+}
+
+static void reply_json(struct gkm_preq *p, long status, json_t *o,
+                       long retry_after_s)
+{
+    send_json(p, status, o, retry_after_s);
+    gkm_preq_finish(p);
 }
 
 static void reply_err(struct gkm_preq *p, struct gkm_oai_err *e,
@@ -249,7 +258,6 @@ static void o_body(struct gkm_preq *p, long status, const char *data, size_t n)
     }
     switch (st->kind) {
     case K_CHAT: {
-        account_parsed(p, resp);
         struct gkm_oai_resp_ctx ctx = {
             .id = st->id,
             .created = (long long)gkm_now(),
@@ -258,12 +266,18 @@ static void o_body(struct gkm_preq *p, long status, const char *data, size_t n)
             .include_usage = 0,
         };
         json_t *out = gkm_oai_chat_from_gemini(resp, &ctx, &e);
-        json_decref(resp);
         if (out == NULL) {
+            account_parsed(p, resp);
+            json_decref(resp);
             reply_err(p, &e, 0);
             return;
         }
-        reply_json(p, 200, out, 0);
+        send_json(p, 200, out, 0);
+        /* Counting after the client has the answer (and freeing the tree)
+         * keeps both off its wait. */
+        account_parsed(p, resp);
+        json_decref(resp);
+        gkm_preq_finish(p);
         return;
     }
     case K_MODEL: {

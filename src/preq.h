@@ -12,7 +12,9 @@
  * upstream error the core decided not to retry goes to upstream_error();
  * the core's own errors (auth, no key, upstream unreachable) to error().
  * Every surface reply ends the request: after calling a gkm_preq_reply*
- * function or gkm_preq_stream_end the surface must not touch p again.
+ * function or gkm_preq_stream_end the surface must not touch p again
+ * (gkm_preq_send_reply is the exception: it leaves p to the surface until
+ * its gkm_preq_finish).
  */
 #ifndef GKM_PREQ_H
 #define GKM_PREQ_H
@@ -161,6 +163,12 @@ void gkm_preq_fail(struct gkm_preq *p, int status, const char *gstatus,
  * ctype may be NULL (keep what the headers say). */
 void gkm_preq_reply(struct gkm_preq *p, long status, const char *ctype,
                     const char *data, size_t len, long retry_after_s);
+/* As gkm_preq_reply, but the request goes on: the surface does what only
+ * its bookkeeping needs (usage, names learned) once the client has the
+ * answer, then must call gkm_preq_finish from the same callback. Does
+ * nothing if the client is gone. */
+void gkm_preq_send_reply(struct gkm_preq *p, long status, const char *ctype,
+                         const char *data, size_t len, long retry_after_s);
 /* Start a streamed reply (chunked) with status and content type. For
  * text/event-stream replies of a surface that sets sse_keepalive, an SSE
  * comment (": keep-alive") is sent whenever nothing else was sent for
@@ -182,10 +190,12 @@ void gkm_preq_note(struct gkm_preq *p, const char *text);
  * -1 before the first attempt. */
 long gkm_preq_key(const struct gkm_preq *p);
 
+/* End the request: log its line, free everything, drop it from in flight.
+ * Surfaces call it only after gkm_preq_send_reply. */
+void gkm_preq_finish(struct gkm_preq *p);
+
 /* ---- shared by the core's two halves (proxy.c, client.c) only ---------- */
 
-/* End the request: log its line, free everything, drop it from in flight. */
-void gkm_preq_finish(struct gkm_preq *p);
 /* The real key of the current attempt (borrowed) or NULL. */
 const char *gkm_preq_secret(const struct gkm_preq *p);
 /* Hear about the client leaving and its backlog draining / stop hearing
