@@ -338,10 +338,8 @@ static enum gkm_relay n_begin(struct gkm_preq *p, long status, long long clen)
         if (gkm_strcaseeq(p->rh_names[i], "x-goog-upload-url") ||
             gkm_strcaseeq(p->rh_names[i], "x-goog-upload-control-url")) {
             char *u = rewrite_upload_url(p, p->rh_values[i]);
-            if (u != NULL) {
-                free(p->rh_values[i]);
-                p->rh_values[i] = u;
-            }
+            if (u != NULL)
+                gkm_preq_set_resp_value(p, i, u);
         }
     }
     gkm_tap_free(st->tap);
@@ -387,10 +385,8 @@ static void n_body(struct gkm_preq *p, long status, const char *data, size_t n)
      * name-to-key table, and the next request on this loop sees both. */
     gkm_preq_send_reply(p, status, NULL, data, n, 0);
     learn(p, data, n);
-    if (st->tap != NULL) {
-        gkm_tap_feed(st->tap, data, n);
-        gkm_preq_account(p, gkm_tap_finish(st->tap), 1);
-    }
+    if (st->tap != NULL)
+        gkm_preq_account(p, gkm_tap_whole(st->tap, data, n), 1);
     gkm_preq_finish(p);
 }
 

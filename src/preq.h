@@ -126,7 +126,9 @@ struct gkm_preq {
     struct gkm_redactor *redactor;
     struct gkm_buf body_buf; /* held/collected body; stream scratch */
     struct gkm_buf out_buf;  /* surface output scratch */
-    char **rh_names, **rh_values; /* upstream response headers kept */
+    char **rh_names, **rh_values; /* upstream response headers kept, in one
+                                   * block (gkm_preq_set_resp_value) */
+    unsigned char *rh_own;        /* NULL, or per value: 1 = own heap copy */
     size_t nrh;
     int reply_started;
     int paused;
@@ -184,6 +186,9 @@ void gkm_preq_account(struct gkm_preq *p, const struct gkm_tap_result *r,
 /* Add a header to the reply (before it starts). */
 void gkm_preq_add_header(struct gkm_preq *p, const char *name,
                          const char *value);
+/* Replace the value of kept response header i (< nrh) with value, a heap
+ * string p then owns. */
+void gkm_preq_set_resp_value(struct gkm_preq *p, size_t i, char *value);
 /* Append text to the request's log line. */
 void gkm_preq_note(struct gkm_preq *p, const char *text);
 /* The real key of the current attempt (for the surface's accounting), or

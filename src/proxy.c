@@ -106,14 +106,24 @@ void gkm_preq_account(struct gkm_preq *p, const struct gkm_tap_result *r,
 
 static void free_resp_headers(struct gkm_preq *p)
 {
-    for (size_t i = 0; i < p->nrh; i++) {
-        free(p->rh_names[i]);
-        free(p->rh_values[i]);
-    }
-    free(p->rh_names);
-    free(p->rh_values);
+    for (size_t i = 0; i < p->nrh; i++)
+        if (p->rh_own != NULL && p->rh_own[i])
+            free(p->rh_values[i]);
+    free(p->rh_own);
+    free(p->rh_names); /* one block: both arrays and the strings */
     p->rh_names = p->rh_values = NULL;
+    p->rh_own = NULL;
     p->nrh = 0;
+}
+
+void gkm_preq_set_resp_value(struct gkm_preq *p, size_t i, char *value)
+{
+    if (p->rh_own == NULL)
+        p->rh_own = gkm_xcalloc(p->nrh + 1, 1);
+    if (p->rh_own[i])
+        free(p->rh_values[i]);
+    p->rh_values[i] = value;
+    p->rh_own[i] = 1;
 }
 
 void gkm_preq_finish(struct gkm_preq *p)
@@ -218,15 +228,36 @@ static enum gkm_data_rc on_up_headers(void *arg, long status,
             clen = strtoll(hdrs[i].value, NULL, 10);
     }
     free_resp_headers(p);
-    p->rh_names = gkm_xcalloc(n + 1, sizeof(char *));
-    p->rh_values = gkm_xcalloc(n + 1, sizeof(char *));
+    /* The kept headers in one allocation: the name and value pointer
+     * arrays, then the strings. n is capped by the upstream module. */
+    size_t keep = 0, bytes = 0;
+    unsigned char dropst[256];
+    unsigned char *drop = n < sizeof(dropst) ? dropst : gkm_xcalloc(n + 1, 1);
     for (size_t i = 0; i < n; i++) {
-        if (gkm_route_drop_response_header(hdrs[i].name, conn))
+        drop[i] = (unsigned char)gkm_route_drop_response_header(hdrs[i].name,
+                                                                conn);
+        if (!drop[i]) {
+            keep++;
+            bytes += strlen(hdrs[i].name) + strlen(hdrs[i].value) + 2;
+        }
+    }
+    size_t arrays = 2 * (keep + 1) * sizeof(char *);
+    p->rh_names = gkm_xmalloc(arrays + bytes);
+    p->rh_values = p->rh_names + keep + 1;
+    char *w = (char *)(p->rh_values + keep + 1);
+    for (size_t i = 0; i < n; i++) {
+        if (drop[i])
             continue;
-        p->rh_names[p->nrh] = gkm_xstrdup(hdrs[i].name);
-        p->rh_values[p->nrh] = gkm_xstrdup(hdrs[i].value);
+        size_t nl = strlen(hdrs[i].name) + 1, vl = strlen(hdrs[i].value) + 1;
+        p->rh_names[p->nrh] = memcpy(w, hdrs[i].name, nl);
+        w += nl;
+        p->rh_values[p->nrh] = memcpy(w, hdrs[i].value, vl);
+        w += vl;
         p->nrh++;
     }
+    p->rh_names[p->nrh] = p->rh_values[p->nrh] = NULL;
+    if (drop != dropst)
+        free(drop);
     char st[16];
     snprintf(st, sizeof(st), "(%ld)", status);
     gkm_preq_note(p, st);
@@ -591,6 +622,17 @@ static struct gkm_pick pick_pinned(struct gkm_preq *p, int64_t now)
     return pk;
 }
 
+/* a then b in buf if they fit, else in a new heap string. */
+static char *join_into(char *buf, size_t size, const char *a, const char *b)
+{
+    size_t al = strlen(a), bl = strlen(b);
+    if (al + bl >= size)
+        return gkm_xjoin3(a, b, "");
+    memcpy(buf, a, al);
+    memcpy(buf + al, b, bl + 1);
+    return buf;
+}
+
 static void start_attempt(struct gkm_preq *p)
 {
     struct gkm_app *app = p->app;
@@ -640,11 +682,20 @@ static void start_attempt(struct gkm_preq *p)
         gkm_preq_note(p, ",");
     gkm_preq_note(p, gkm_pool_mask(app->pool, (size_t)pk.idx));
 
-    char *url = gkm_xjoin3(app->cfg->upstream, p->up_path_query, "");
-    char *keyhdr = p->cred == GKM_CRED_BEARER
-                       ? gkm_xjoin3("Authorization: Bearer ", secret, "")
-                       : gkm_xjoin3("x-goog-api-key: ", secret, "");
-    const char **hv = gkm_xcalloc(p->nup_headers + 1, sizeof(char *));
+    /* Short-lived strings on the stack when they fit (they nearly always
+     * do); the upstream module copies what it keeps. */
+    char ubuf[1024], kbuf[512];
+    const char *hvst[32];
+    char *url = join_into(ubuf, sizeof(ubuf), app->cfg->upstream,
+                          p->up_path_query);
+    char *keyhdr = join_into(kbuf, sizeof(kbuf),
+                             p->cred == GKM_CRED_BEARER
+                                 ? "Authorization: Bearer "
+                                 : "x-goog-api-key: ",
+                             secret);
+    const char **hv = p->nup_headers < GKM_ARRAY_LEN(hvst)
+                          ? hvst
+                          : gkm_xcalloc(p->nup_headers + 1, sizeof(char *));
     for (size_t i = 0; i < p->nup_headers; i++)
         hv[i] = p->up_headers[i];
     hv[p->nup_headers] = keyhdr; /* left out below for p->no_key */
@@ -656,11 +707,15 @@ static void start_attempt(struct gkm_preq *p)
     p->xfer = gkm_xfer_start(app->up, p->up_method, url, hv,
                              p->nup_headers + (p->no_key ? 0 : 1), body,
                              bodylen, &xfer_cbs, p);
-    /* Wipe our copy of the key header (libcurl keeps its own). */
-    memset(keyhdr, 0, strlen(keyhdr));
-    free(keyhdr);
-    free(hv);
-    free(url);
+    /* Wipe our copy of the key header (the upstream module keeps its own,
+     * wiped when the transfer ends). */
+    explicit_bzero(keyhdr, strlen(keyhdr));
+    if (keyhdr != kbuf)
+        free(keyhdr);
+    if (hv != hvst)
+        free(hv);
+    if (url != ubuf)
+        free(url);
     if (p->xfer == NULL) {
         p->outcome = "cannot start upstream transfer";
         gkm_preq_fail(p, 502, "UNAVAILABLE",
@@ -669,6 +724,25 @@ static void start_attempt(struct gkm_preq *p)
 }
 
 /* ---- entry ------------------------------------------------------------ */
+
+/* "r" and id in lower-case hex, at least 6 digits (snprintf's "r%06llx",
+ * without its cost on every request). */
+static void format_id(char *out, size_t size, uint64_t id)
+{
+    char tmp[20];
+    size_t n = 0;
+    if (size < 2)
+        return;
+    do {
+        tmp[n++] = "0123456789abcdef"[id & 15];
+        id >>= 4;
+    } while (id != 0 || n < 6);
+    size_t o = 0;
+    out[o++] = 'r';
+    while (n > 0 && o + 1 < size)
+        out[o++] = tmp[--n];
+    out[o] = '\0';
+}
 
 struct gkm_preq *gkm_preq_new(struct gkm_app *app, struct gkm_hreq *req,
                               const struct gkm_surface *surf)
@@ -679,7 +753,7 @@ struct gkm_preq *gkm_preq_new(struct gkm_app *app, struct gkm_hreq *req,
     p->req = req;
     p->t0 = gkm_mono_ms();
     p->id = ++app->next_request_id;
-    snprintf(p->idstr, sizeof(p->idstr), "r%06llx", (unsigned long long)p->id);
+    format_id(p->idstr, sizeof(p->idstr), p->id);
     p->method = gkm_hreq_method(req);
     p->up_method = p->method;
     p->key_idx = -1;

@@ -309,3 +309,18 @@ const struct gkm_tap_result *gkm_tap_finish(struct gkm_tap *t)
         (void)on_object(t, t->whole.data, t->whole.len);
     return &t->r;
 }
+
+const struct gkm_tap_result *gkm_tap_whole(struct gkm_tap *t, const char *data,
+                                           size_t n)
+{
+    if (t->finished || t->kind != GKM_TAP_WHOLE || t->whole.len > 0) {
+        gkm_tap_feed(t, data, n);
+        return gkm_tap_finish(t);
+    }
+    t->finished = 1;
+    if (n > TAP_MAX)
+        t->r.framing_error = 1; /* as gkm_tap_feed past its cap */
+    else if (n > 0)
+        (void)on_object(t, data, n);
+    return &t->r;
+}

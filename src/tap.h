@@ -41,5 +41,9 @@ void gkm_tap_free(struct gkm_tap *t);
 void gkm_tap_feed(struct gkm_tap *t, const char *data, size_t n);
 /* End of the answer; returns the facts (borrowed, valid until free). */
 const struct gkm_tap_result *gkm_tap_finish(struct gkm_tap *t);
+/* For a GKM_TAP_WHOLE tap fed nothing yet: data is the whole answer; read
+ * it in place (no copy) and finish. Otherwise the same as feed + finish. */
+const struct gkm_tap_result *gkm_tap_whole(struct gkm_tap *t, const char *data,
+                                           size_t n);
 
 #endif

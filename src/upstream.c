@@ -32,6 +32,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "log.h"
 #include "util.h"
 
@@ -72,11 +73,15 @@ struct gkm_upstream {
 struct gkm_xfer {
     struct gkm_upstream *up;
     CURL *easy;
-    struct curl_slist *hdrs;
+    struct curl_slist *hdrs; /* in one block of hdrs_size bytes with the
+                              * lines (see request_headers) */
+    size_t hdrs_size;
     struct gkm_xfer_cbs cbs;
     void *arg;
-    struct gkm_header *resp_hdrs;
-    size_t nresp, aresp, resp_bytes;
+    struct gkm_buf hb;   /* response headers: "name\0value\0" each */
+    size_t nresp;        /* headers in hb */
+    struct gkm_header *resp_hdrs; /* view into hb, made by headers_view */
+    size_t aresp;
     long status;
     int headers_delivered;
     int in_cb;
@@ -98,14 +103,31 @@ struct sockinfo {
     int ours;    /* opened by on_curl_open: closed through on_curl_close */
 };
 
+static void free_request_headers(struct gkm_xfer *x);
+
 static void clear_resp_headers(struct gkm_xfer *x)
 {
-    for (size_t i = 0; i < x->nresp; i++) {
-        free(x->resp_hdrs[i].name);
-        free(x->resp_hdrs[i].value);
-    }
+    gkm_buf_reset(&x->hb);
     x->nresp = 0;
-    x->resp_bytes = 0;
+}
+
+/* The received headers as an array pointing into x->hb (valid until hb
+ * changes). The strings sit in one buffer, not one allocation each. */
+static const struct gkm_header *headers_view(struct gkm_xfer *x)
+{
+    if (x->nresp > x->aresp) {
+        x->aresp = x->nresp;
+        x->resp_hdrs = gkm_xrealloc(x->resp_hdrs,
+                                    x->aresp * sizeof(*x->resp_hdrs));
+    }
+    char *q = x->hb.data;
+    for (size_t i = 0; i < x->nresp; i++) {
+        x->resp_hdrs[i].name = q;
+        q += strlen(q) + 1;
+        x->resp_hdrs[i].value = q;
+        q += strlen(q) + 1;
+    }
+    return x->resp_hdrs;
 }
 
 static void xfer_free(struct gkm_xfer *x)
@@ -130,8 +152,8 @@ static void xfer_free(struct gkm_xfer *x)
         curl_easy_cleanup(x->easy);
     }
     curl_url_cleanup(x->url);
-    curl_slist_free_all(x->hdrs);
-    clear_resp_headers(x);
+    free_request_headers(x);
+    gkm_buf_free(&x->hb);
     free(x->resp_hdrs);
     free(x);
     if (--up->active == 0 && up->sweep)
@@ -165,7 +187,7 @@ static void check_done(struct gkm_upstream *up)
         x->in_cb++;
         if (ok && !x->headers_delivered) {
             x->headers_delivered = 1;
-            if (x->cbs.on_headers(x->arg, status, x->resp_hdrs, x->nresp) ==
+            if (x->cbs.on_headers(x->arg, status, headers_view(x), x->nresp) ==
                 GKM_DATA_ABORT)
                 ok = 0;
         }
@@ -392,7 +414,7 @@ static size_t on_curl_header(char *buf, size_t size, size_t n, void *arg)
     const char *colon = memchr(buf, ':', len);
     if (colon == NULL)
         return len; /* blank line ending the block, or junk */
-    if (x->nresp >= MAX_RESPONSE_HEADERS || x->resp_bytes + len > MAX_HEADER_BYTES)
+    if (x->nresp >= MAX_RESPONSE_HEADERS)
         return 0; /* absurd header block: fail the transfer */
     size_t nlen = (size_t)(colon - buf);
     const char *v = colon + 1;
@@ -402,15 +424,18 @@ static size_t on_curl_header(char *buf, size_t size, size_t n, void *arg)
     while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' ||
                        end[-1] == '\t'))
         end--;
-    if (x->nresp == x->aresp) {
-        x->aresp = x->aresp ? x->aresp * 2 : 16;
-        x->resp_hdrs = gkm_xrealloc(x->resp_hdrs,
-                                    x->aresp * sizeof(*x->resp_hdrs));
-    }
-    x->resp_hdrs[x->nresp].name = gkm_xstrndup(buf, nlen);
-    x->resp_hdrs[x->nresp].value = gkm_xstrndup(v, (size_t)(end - v));
+    size_t vlen = (size_t)(end - v);
+    if (x->hb.len + nlen + vlen + 2 > MAX_HEADER_BYTES)
+        return 0; /* absurd header block: fail the transfer */
+    /* Within the cap checked above: the appends cannot fail. A NUL inside
+     * a name or value would shift the view; cut the string there. */
+    size_t nl = strnlen(buf, nlen), vl = strnlen(v, vlen);
+    if (gkm_buf_append(&x->hb, buf, nl) != 0 ||
+        gkm_buf_append(&x->hb, "", 1) != 0 ||
+        gkm_buf_append(&x->hb, v, vl) != 0 ||
+        gkm_buf_append(&x->hb, "", 1) != 0)
+        return 0;
     x->nresp++;
-    x->resp_bytes += len;
     return len;
 }
 
@@ -429,7 +454,7 @@ static size_t on_curl_write(char *p, size_t size, size_t n, void *arg)
         if (status == 0)
             status = x->status;
         x->headers_delivered = 1;
-        rc = x->cbs.on_headers(x->arg, status, x->resp_hdrs, x->nresp);
+        rc = x->cbs.on_headers(x->arg, status, headers_view(x), x->nresp);
     }
     if (rc == GKM_DATA_OK && !x->cancelled && len > 0)
         rc = x->cbs.on_data(x->arg, p, len);
@@ -629,6 +654,46 @@ static void setup_handle(struct gkm_upstream *up, CURL *e)
     }
 }
 
+/* The request's header list for CURLOPT_HTTPHEADER, built in one block
+ * (nodes, then the lines) instead of two allocations per line with
+ * curl_slist_append: curl only reads the list, and only until the transfer
+ * ends. */
+static void request_headers(struct gkm_xfer *x, const char *const *headers,
+                            size_t nheaders, size_t bodylen)
+{
+    /* No "Expect: 100-continue" round trip before large bodies (curl 7.88
+     * sends it above 1 MiB, older versions above 1 KiB). */
+    static const char expect[] = "Expect:";
+    size_t n = nheaders + (bodylen > 1024 ? 1 : 0);
+    if (n == 0)
+        return;
+    size_t bytes = n * sizeof(struct curl_slist);
+    for (size_t i = 0; i < nheaders; i++)
+        bytes += strlen(headers[i]) + 1;
+    bytes += sizeof(expect);
+    struct curl_slist *l = gkm_xmalloc(bytes);
+    char *w = (char *)(l + n);
+    for (size_t i = 0; i < n; i++) {
+        const char *h = i < nheaders ? headers[i] : expect;
+        size_t hl = strlen(h) + 1;
+        l[i].data = memcpy(w, h, hl);
+        l[i].next = i + 1 < n ? &l[i + 1] : NULL;
+        w += hl;
+    }
+    x->hdrs = l;
+    x->hdrs_size = bytes;
+}
+
+/* Free the header list, wiping it first: it holds the real key. */
+static void free_request_headers(struct gkm_xfer *x)
+{
+    if (x->hdrs == NULL)
+        return;
+    explicit_bzero(x->hdrs, x->hdrs_size);
+    free(x->hdrs);
+    x->hdrs = NULL;
+}
+
 struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
                                 const char *url, const char *const *headers,
                                 size_t nheaders, const char *body,
@@ -637,6 +702,7 @@ struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
 {
     struct gkm_xfer *x = gkm_xcalloc(1, sizeof(*x));
     x->up = up;
+    gkm_buf_init(&x->hb, MAX_HEADER_BYTES);
     x->cbs = *cbs;
     x->arg = arg;
     x->url = url_for(up, url);
@@ -649,20 +715,7 @@ struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
     } else {
         goto fail;
     }
-    for (size_t i = 0; i < nheaders; i++) {
-        struct curl_slist *l = curl_slist_append(x->hdrs, headers[i]);
-        if (l == NULL)
-            goto fail;
-        x->hdrs = l;
-    }
-    /* No "Expect: 100-continue" round trip before large bodies (curl 7.88
-     * sends it above 1 MiB, older versions above 1 KiB). */
-    if (bodylen > 1024) {
-        struct curl_slist *l = curl_slist_append(x->hdrs, "Expect:");
-        if (l == NULL)
-            goto fail;
-        x->hdrs = l;
-    }
+    request_headers(x, headers, nheaders, bodylen);
 
     CURL *e = x->easy;
     if (up->opts.proxy == NULL)
@@ -712,7 +765,7 @@ fail:
     if (x->easy)
         curl_easy_cleanup(x->easy);
     curl_url_cleanup(x->url);
-    curl_slist_free_all(x->hdrs);
+    free_request_headers(x);
     free(x);
     return NULL;
 }

@@ -118,6 +118,30 @@ static void test_whole_and_array(void **state)
     assert_int_equal(r->thinking_tokens, 0);
     gkm_tap_free(t);
 
+    /* Read in place: the same facts as fed in pieces; and after a feed,
+     * gkm_tap_whole adds its bytes to what was fed. */
+    t = gkm_tap_new(GKM_TAP_WHOLE);
+    r = gkm_tap_whole(t, body, strlen(body));
+    assert_true(r->saw_usage && r->saw_finish && !r->saw_error &&
+                !r->framing_error);
+    assert_int_equal(r->prompt_tokens, 2);
+    assert_int_equal(r->output_tokens, 3);
+    assert_ptr_equal(gkm_tap_finish(t), r);
+    gkm_tap_free(t);
+    t = gkm_tap_new(GKM_TAP_WHOLE);
+    gkm_tap_feed(t, body, 20);
+    r = gkm_tap_whole(t, body + 20, strlen(body) - 20);
+    assert_true(r->saw_usage && r->saw_finish);
+    assert_int_equal(r->output_tokens, 3);
+    gkm_tap_free(t);
+    const char *err = "{\"error\": {\"code\": 429, \"message\": \"Resource "
+                      "has been exhausted\", \"status\": \"RESOURCE_EXHAUSTED\"}}";
+    t = gkm_tap_new(GKM_TAP_WHOLE);
+    r = gkm_tap_whole(t, err, strlen(err));
+    assert_true(r->saw_error && !r->saw_usage);
+    assert_non_null(r->error);
+    gkm_tap_free(t);
+
     const char *arr = "[{\n \"candidates\": [],\n \"usageMetadata\": "
                       "{\"promptTokenCount\": 4, \"candidatesTokenCount\": "
                       "1}\n}\n,\r\n{\n \"candidates\": [{\"finishReason\": "
