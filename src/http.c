@@ -677,6 +677,11 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
+    gkm_hc_adopt(h, fd);
+}
+
+void gkm_hc_adopt(struct gkm_http *h, int fd)
+{
     struct hconn *c = gkm_xcalloc(1, sizeof(*c));
     c->h = h;
     c->fd = fd;

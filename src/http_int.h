@@ -93,6 +93,10 @@ static inline size_t gkm_hc_pending(const struct hconn *c)
     return c->out.len - c->outoff;
 }
 
+/* Serve a connected, non-blocking socket as a client connection (what
+ * the listener does with each accepted one; the fuzz driver hands it one
+ * end of a socket pair). */
+void gkm_hc_adopt(struct gkm_http *h, int fd);
 /* Queue bytes for the client (formatting; nothing is written). */
 void gkm_hc_out_add(struct hconn *c, const void *p, size_t n);
 /* Write what is queued plus extra; the rest waits for EV_WRITE. */

@@ -5,10 +5,11 @@
 #   tests/fuzz/run.sh [seconds-per-target] [target...]
 #
 # Defaults: 20 s each, all targets (fuzz_sse fuzz_jsonw fuzz_affinity
-# fuzz_oai_req fuzz_oai_resp).
+# fuzz_oai_req fuzz_oai_resp fuzz_http).
 # Built directly with clang (the main CMake build uses gcc) with
 # -fsanitize=fuzzer,address,undefined against the pure sources they need.
-# Needs clang and libjansson-dev; installs nothing.
+# Needs clang, libjansson-dev, and for fuzz_http libevent-dev and
+# libhttp-parser-dev; installs nothing.
 #
 # Output goes to $FUZZ_OUT (default <repo>/build-fuzz): the binaries, the
 # growing corpus per target (seeds stay untouched in tests/fuzz/corpus/),
@@ -22,7 +23,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out=${FUZZ_OUT:-$root/build-fuzz}
 cc=${CC_FUZZ:-clang}
-targets=${*:-fuzz_sse fuzz_jsonw fuzz_affinity fuzz_oai_req fuzz_oai_resp}
+targets=${*:-fuzz_sse fuzz_jsonw fuzz_affinity fuzz_oai_req fuzz_oai_resp fuzz_http}
 
 case $secs in
     ''|*[!0-9]*) echo "run.sh: seconds must be a number" >&2; exit 2 ;;
@@ -31,6 +32,8 @@ command -v "$cc" >/dev/null 2>&1 || { echo "run.sh: $cc not found" >&2; exit 2; 
 
 jcflags=$(pkg-config --cflags jansson 2>/dev/null || true)
 jlibs=$(pkg-config --libs jansson 2>/dev/null || echo -ljansson)
+evcflags=$(pkg-config --cflags libevent 2>/dev/null || true)
+evlibs="$(pkg-config --libs libevent 2>/dev/null || echo -levent) -lhttp_parser"
 cflags="-std=c17 -g -O1 -fno-omit-frame-pointer
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
         -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I$root/src $jcflags"
@@ -43,6 +46,7 @@ srcs_for() {
     case $1 in
         fuzz_sse|fuzz_jsonw) echo "$core" ;;
         fuzz_affinity) echo "util.c affinity.c" ;;
+        fuzz_http) echo "util.c buf.c log.c http.c http_reply.c" ;;
         *) echo "$oai" ;;
     esac
 }
@@ -53,12 +57,16 @@ for t in $targets; do
     src=""
     for f in $(srcs_for "$t"); do src="$src $root/src/$f"; done
     echo "== building $t"
+    libs=$jlibs
+    [ "$t" = fuzz_http ] && libs="$jlibs $evcflags $evlibs"
     # shellcheck disable=SC2086
-    "$cc" $cflags -o "$out/$t" "$here/$t.c" $src $jlibs
+    "$cc" $cflags -o "$out/$t" "$here/$t.c" $src $libs
+    dict=$here/json.dict
+    [ -f "$here/$t.dict" ] && dict=$here/$t.dict
     mkdir -p "$out/corpus/$t" "$out/artifacts/$t"
     echo "== running $t for ${secs}s"
     if "$out/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-        -max_len=65536 -dict="$here/json.dict" -print_final_stats=1 \
+        -max_len=65536 -dict="$dict" -print_final_stats=1 \
         -artifact_prefix="$out/artifacts/$t/" \
         "$out/corpus/$t" "$here/corpus/$t" >"$out/$t.log" 2>&1; then
         echo "   ok: $(grep -E '^(#[0-9]+.*DONE|Done [0-9]+ runs)' "$out/$t.log" | tail -1)"
