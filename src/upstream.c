@@ -67,7 +67,8 @@ struct gkm_upstream {
     /* Without --upstream-proxy: the proxy variables libcurl would read on
      * every transfer, read once (see env_proxy). "" means none. */
     char *env_proxy_http, *env_proxy_https, *env_noproxy;
-    int quick_runs; /* 0 ms timers run in this loop pass (on_curl_timer) */
+    int quick_runs;         /* 0 ms timers run in this loop pass ... */
+    struct timeval quick_tv; /* ... the pass's cached time (on_curl_timer) */
 };
 
 struct gkm_xfer {
@@ -242,7 +243,6 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct gkm_upstream *up = arg;
     int running = 0;
-    up->quick_runs = 0;
     curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     check_done(up);
 }
@@ -387,10 +387,21 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
      * callback returns, never recursively from here, and without another
      * epoll_wait first. Should curl keep asking for 0 ms, every few runs
      * go through a 0 ms timer so that sockets are polled in between. */
-    if (timeout_ms == 0 && up->quick_runs < 4) {
-        up->quick_runs++;
-        event_active(up->timer, EV_TIMEOUT, 0);
-        return 0;
+    if (timeout_ms == 0) {
+        /* libevent's cached time changes once per loop pass: it tells a
+         * new pass from the same one (the count may only grow within). */
+        struct timeval now;
+        event_base_gettimeofday_cached(up->base, &now);
+        if (now.tv_sec != up->quick_tv.tv_sec ||
+            now.tv_usec != up->quick_tv.tv_usec) {
+            up->quick_tv = now;
+            up->quick_runs = 0;
+        }
+        if (up->quick_runs < 4) {
+            up->quick_runs++;
+            event_active(up->timer, EV_TIMEOUT, 0);
+            return 0;
+        }
     }
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     evtimer_add(up->timer, &tv);
