@@ -222,3 +222,66 @@ char *gkm_json_dump(const json_t *v, size_t *len)
     }
     return gkm_buf_take(&b, len);
 }
+
+/* Byte classes for gkm_json_squeeze: JSON whitespace, structural
+ * characters, the quote that opens a string; 0 for everything else. */
+enum { SQ_WS = 1, SQ_STRUCT = 2, SQ_QUOTE = 4 };
+static const unsigned char sq_class[256] = {
+    [' '] = SQ_WS, ['\t'] = SQ_WS, ['\n'] = SQ_WS, ['\r'] = SQ_WS,
+    ['{'] = SQ_STRUCT, ['}'] = SQ_STRUCT, ['['] = SQ_STRUCT,
+    [']'] = SQ_STRUCT, [','] = SQ_STRUCT, [':'] = SQ_STRUCT,
+    ['"'] = SQ_QUOTE,
+};
+
+static unsigned sq(char c)
+{
+    return sq_class[(unsigned char)c];
+}
+
+/* The end of the string whose opening quote is at in[i]: the index just
+ * past its closing quote, or n if it does not close. */
+static size_t string_end(const char *in, size_t n, size_t i)
+{
+    size_t q = i + 1;
+    while (q < n) {
+        const char *e = memchr(in + q, '"', n - q);
+        if (e == NULL)
+            return n;
+        size_t at = (size_t)(e - in), k = 0;
+        while (at - k > i + 1 && in[at - k - 1] == '\\')
+            k++; /* backslashes right before it */
+        if (k % 2 == 0)
+            return at + 1;
+        q = at + 1;
+    }
+    return n;
+}
+
+size_t gkm_json_squeeze(const char *in, size_t n, char *out)
+{
+    size_t i = 0, o = 0;
+    while (i < n) {
+        unsigned k = sq(in[i]);
+        if (k == 0 || k == SQ_STRUCT) {
+            out[o++] = in[i++];
+            continue;
+        }
+        if (k == SQ_QUOTE) { /* a string, through its closing quote */
+            size_t e = string_end(in, n, i);
+            memmove(out + o, in + i, e - i);
+            o += e - i;
+            i = e;
+            continue;
+        }
+        size_t j = i + 1;
+        while (j < n && sq(in[j]) == SQ_WS)
+            j++;
+        if (o > 0 && j < n && sq(out[o - 1]) != SQ_STRUCT &&
+            sq(in[j]) != SQ_STRUCT) {
+            memmove(out + o, in + i, j - i); /* between two tokens: kept */
+            o += j - i;
+        }
+        i = j;
+    }
+    return o;
+}

@@ -36,4 +36,12 @@ int gkm_json_write(struct gkm_buf *out, const json_t *v)
  * memory: only for trees the proxy built or already parsed under a cap. */
 char *gkm_json_dump(const json_t *v, size_t *len);
 
+/* Copy the JSON text in[0..n) to out (room for n bytes; may be in) without
+ * the whitespace outside strings that touches a structural character
+ * ({ } [ ] , :) or either end: such whitespace never changes what a text
+ * means or whether it parses (RFC 8259 section 2), and jansson's parser
+ * pays for every byte it reads. Whitespace between two other tokens (as in
+ * the invalid "1 2") is kept. Returns the length written. */
+size_t gkm_json_squeeze(const char *in, size_t n, char *out);
+
 #endif

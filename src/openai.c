@@ -248,8 +248,13 @@ static void o_body(struct gkm_preq *p, long status, const char *data, size_t n)
         gkm_preq_reply(p, status, NULL, data, n, 0);
         return;
     }
+    /* Google's answers are indented; jansson reads byte by byte, so the
+     * layout whitespace goes first (about a sixth of the parse). */
     json_error_t jerr;
-    json_t *resp = json_loadb(data, n, 0, &jerr);
+    char *tight = gkm_xmalloc(n + 1);
+    size_t tn = gkm_json_squeeze(data, n, tight);
+    json_t *resp = json_loadb(tight, tn, 0, &jerr);
+    free(tight);
     if (resp == NULL) {
         gkm_oai_err_set(&e, 502, "server_error", "upstream_error", NULL,
                         "The upstream answer is not valid JSON.");

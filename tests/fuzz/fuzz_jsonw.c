@@ -6,7 +6,8 @@
  * JSON_COMPACT | JSON_ENCODE_ANY) prints it, both as a whole and appended
  * after a prefix into a capped buffer; a cap too small must fail and leave
  * nothing past the cap. The raw input is also tried as one string value
- * without a UTF-8 check: both printers must agree on failing or not.
+ * without a UTF-8 check: both printers must agree on failing or not. And
+ * gkm_json_squeeze must not change whether or to what the input parses.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -46,8 +47,31 @@ static void compare(const json_t *v)
     free(got);
 }
 
+/* gkm_json_squeeze: the squeezed text parses exactly when the input does,
+ * to an equal value, and squeezing again changes nothing. */
+static void squeeze(const uint8_t *data, size_t size)
+{
+    char *t = malloc(size + 1);
+    size_t tn = gkm_json_squeeze((const char *)data, size, t);
+    if (tn > size)
+        abort();
+    size_t flags = JSON_DECODE_ANY | JSON_ALLOW_NUL;
+    json_t *a = json_loadb((const char *)data, size, flags, NULL);
+    json_t *b = json_loadb(t, tn, flags, NULL);
+    if ((a == NULL) != (b == NULL) || (a != NULL && !json_equal(a, b)))
+        abort();
+    json_decref(a);
+    json_decref(b);
+    char *t2 = malloc(tn + 1);
+    if (gkm_json_squeeze(t, tn, t2) != tn || memcmp(t, t2, tn) != 0)
+        abort();
+    free(t2);
+    free(t);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    squeeze(data, size);
     json_t *v = json_loadb((const char *)data, size,
                            JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
     if (v != NULL) {

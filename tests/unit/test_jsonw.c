@@ -227,9 +227,58 @@ static void test_appends(void **state)
     gkm_buf_free(&b);
 }
 
+static void squeeze_is(const char *in, const char *want)
+{
+    size_t n = strlen(in);
+    char *out = malloc(n + 1);
+    size_t got = gkm_json_squeeze(in, n, out);
+    out[got] = '\0';
+    assert_string_equal(out, want);
+    /* In place gives the same. */
+    char *dup = strdup(in);
+    got = gkm_json_squeeze(dup, n, dup);
+    dup[got] = '\0';
+    assert_string_equal(dup, want);
+    free(dup);
+    free(out);
+}
+
+static void test_squeeze(void **state)
+{
+    (void)state;
+    squeeze_is("{\n  \"a\" : [ 1 , 2 ],\r\n\t\"b\": {  }\n}\n",
+               "{\"a\":[1,2],\"b\":{}}");
+    /* Strings keep their spaces, escaped quotes and backslashes. */
+    squeeze_is("[ \" a , b \" , \"q\\\" x \\\\\" , \"\\u0020 \" ]",
+               "[\" a , b \",\"q\\\" x \\\\\",\"\\u0020 \"]");
+    /* Between two tokens the whitespace stays: invalid stays invalid. */
+    squeeze_is("[1 2, tr ue,\"a\" \"b\"]", "[1 2,tr ue,\"a\" \"b\"]");
+    json_t *v = json_loads("[1 2]", 0, NULL);
+    assert_null(v);
+    /* An unterminated string is copied as it is. */
+    squeeze_is("{ \"a\": \"b  ", "{\"a\":\"b  ");
+    squeeze_is("   ", "");
+    squeeze_is("", "");
+    /* A real answer parses to the same value. */
+    const char *pretty = "{\n  \"candidates\": [\n    {\n      \"content\": "
+                         "{\"parts\": [{\"text\": \"hi there\"}]},\n      "
+                         "\"finishReason\": \"STOP\"\n    }\n  ],\n  "
+                         "\"usageMetadata\": {\"promptTokenCount\": 2}\n}\n";
+    char tight[512];
+    size_t tn = gkm_json_squeeze(pretty, strlen(pretty), tight);
+    json_t *a = json_loads(pretty, 0, NULL), *b = json_loadb(tight, tn, 0, NULL);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_true(json_equal(a, b));
+    assert_true(tn < strlen(pretty) * 3 / 4);
+    json_decref(a);
+    json_decref(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_squeeze),
         cmocka_unit_test(test_fixtures),
         cmocka_unit_test(test_scalars_and_escapes),
         cmocka_unit_test(test_reals),
