@@ -233,12 +233,12 @@ def assert_no_keys(blob, keys=KEYS):
 
 def read_rest(r):
     """Everything left of a streamed http.client response, as it arrives."""
-    out = b""
+    out = []  # joined once: += on bytes copies everything so far each time
     while True:
         b = r.read1(65536)
         if not b:
-            return out
-        out += b
+            return b"".join(out)
+        out.append(b)
 
 
 def read_until_cut(r):
