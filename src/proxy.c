@@ -81,10 +81,13 @@ void gkm_preq_account(struct gkm_preq *p, const struct gkm_tap_result *r,
                             (uint64_t)(r->output_tokens > 0 ? r->output_tokens : 0),
                             (uint64_t)(r->thinking_tokens > 0 ? r->thinking_tokens
                                                               : 0));
-        char note[96];
-        snprintf(note, sizeof(note), " tokens=%lld/%lld/%lld",
-                 (long long)r->prompt_tokens, (long long)r->output_tokens,
-                 (long long)r->thinking_tokens);
+        char note[8 + 3 * GKM_LL_LEN];
+        char *w = memcpy(note, " tokens=", 8);
+        w = gkm_fmt_ll(w + 8, (long long)r->prompt_tokens);
+        *w++ = '/';
+        w = gkm_fmt_ll(w, (long long)r->output_tokens);
+        *w++ = '/';
+        (void)gkm_fmt_ll(w, (long long)r->thinking_tokens);
         gkm_preq_note(p, note);
     }
     if (r->saw_error) {
@@ -258,8 +261,11 @@ static enum gkm_data_rc on_up_headers(void *arg, long status,
     p->rh_names[p->nrh] = p->rh_values[p->nrh] = NULL;
     if (drop != dropst)
         free(drop);
-    char st[16];
-    snprintf(st, sizeof(st), "(%ld)", status);
+    char st[2 + GKM_LL_LEN];
+    st[0] = '(';
+    char *e = gkm_fmt_ll(st + 1, status);
+    e[0] = ')';
+    e[1] = '\0';
     gkm_preq_note(p, st);
     if (status != 429 && !p->no_key)
         gkm_pool_count(app->pool, (size_t)p->key_idx, p->model);

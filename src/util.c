@@ -269,15 +269,40 @@ int64_t gkm_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* ASCII only, without the locale lookup of tolower(): header names are
+ * compared on every request. */
+static unsigned char fold(unsigned char c)
+{
+    return (unsigned char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+}
+
 int gkm_strcaseeq(const char *a, const char *b)
 {
     for (;; a++, b++) {
-        int x = tolower((unsigned char)*a), y = tolower((unsigned char)*b);
+        unsigned char x = fold((unsigned char)*a), y = fold((unsigned char)*b);
         if (x != y)
             return 0;
         if (x == 0)
             return 1;
     }
+}
+
+char *gkm_fmt_ll(char *out, long long v)
+{
+    char tmp[24];
+    size_t n = 0;
+    /* unsigned arithmetic: -LLONG_MIN does not fit a long long */
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u > 0);
+    if (v < 0)
+        *out++ = '-';
+    while (n > 0)
+        *out++ = tmp[--n];
+    *out = '\0';
+    return out;
 }
 
 int gkm_read_file(const char *path, size_t max, char **out, size_t *len)

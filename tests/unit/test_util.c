@@ -2,6 +2,7 @@
  * test_util.c - util.c and buf.c: constant-time compare, key masking,
  * bounded parsers, the capped buffer, atomic writes and capped reads.
  */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -325,6 +326,20 @@ static void test_strings(void **state)
     assert_true(gkm_strcaseeq("Content-Type", "content-type"));
     assert_false(gkm_strcaseeq("Content-Type", "content-typ"));
     assert_true(gkm_strcaseeq("", ""));
+    assert_true(gkm_strcaseeq("X-GOOG-API-KEY", "x-goog-api-key"));
+    assert_false(gkm_strcaseeq("a[", "A{")); /* '[' is not '{' folded */
+    assert_false(gkm_strcaseeq("\xc4", "\xe4")); /* ASCII only */
+    char num[GKM_LL_LEN];
+    assert_ptr_equal(gkm_fmt_ll(num, 0), num + 1);
+    assert_string_equal(num, "0");
+    assert_ptr_equal(gkm_fmt_ll(num, -42), num + 3);
+    assert_string_equal(num, "-42");
+    (void)gkm_fmt_ll(num, 1234567890123LL);
+    assert_string_equal(num, "1234567890123");
+    (void)gkm_fmt_ll(num, LLONG_MAX);
+    assert_string_equal(num, "9223372036854775807");
+    assert_ptr_equal(gkm_fmt_ll(num, LLONG_MIN), num + 20);
+    assert_string_equal(num, "-9223372036854775808");
     char *s = gkm_xasprintf("%s-%d", "a", 42);
     assert_string_equal(s, "a-42");
     free(s);
