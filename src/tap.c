@@ -108,23 +108,25 @@ static int find_object(const char *data, size_t len, const char *name,
         p++;
     if (p >= end || *p != '{')
         return 0;
-    int depth = 0, in_str = 0, esc = 0;
+    /* Outside strings only '"', '{' and '}' matter; a string is skipped to
+     * its closing quote with memchr, past escaped quotes. */
+    int depth = 0;
     for (const char *q = p; q < end; q++) {
         char c = *q;
-        if (in_str) {
-            if (esc)
-                esc = 0;
-            else if (c == '\\')
-                esc = 1;
-            else if (c == '"')
-                in_str = 0;
-            continue;
-        }
-        if (c == '"')
-            in_str = 1;
-        else if (c == '{')
+        if (c == '"') {
+            for (;;) {
+                q = memchr(q + 1, '"', (size_t)(end - q - 1));
+                if (q == NULL)
+                    return 0;
+                const char *b = q;
+                while (b[-1] == '\\')
+                    b--;
+                if ((q - b) % 2 == 0)
+                    break; /* an even run of backslashes: not escaped */
+            }
+        } else if (c == '{') {
             depth++;
-        else if (c == '}' && --depth == 0) {
+        } else if (c == '}' && --depth == 0) {
             *start = p;
             *n = (size_t)(q - p + 1);
             return 1;

@@ -165,6 +165,28 @@ static void test_whole_and_array(void **state)
     assert_true(r->saw_finish);
     assert_int_equal(r->prompt_tokens, 7);
     gkm_tap_free(t);
+
+    /* The usage object is delimited by a scan that skips strings: braces
+     * and escaped quotes inside them, and a string ending in an escaped
+     * backslash, do not end it early. */
+    const char *tricky =
+        "{\"usageMetadata\": {\"note\": \"a \\\"}\\\" {b\", "
+        "\"path\": \"C:\\\\\", \"promptTokenCount\": 12, "
+        "\"details\": [{\"modality\": \"}}\"}], "
+        "\"candidatesTokenCount\": 34}, \"candidatesTokenCount\": 99, "
+        "\"candidates\": [{\"finishReason\": \"STOP\"}]}";
+    t = gkm_tap_new(GKM_TAP_WHOLE);
+    r = gkm_tap_whole(t, tricky, strlen(tricky));
+    assert_true(r->saw_usage && r->saw_finish);
+    assert_int_equal(r->prompt_tokens, 12);
+    assert_int_equal(r->output_tokens, 34);
+    gkm_tap_free(t);
+    /* An unterminated string inside it: no usage, and no read past the end. */
+    const char *cut = "{\"usageMetadata\": {\"note\": \"abc\\\"";
+    t = gkm_tap_new(GKM_TAP_WHOLE);
+    r = gkm_tap_whole(t, cut, strlen(cut));
+    assert_false(r->saw_usage);
+    gkm_tap_free(t);
 }
 
 static void test_long_stream_keeps_tail(void **state)
