@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -59,11 +60,9 @@ struct gkm_upstream {
     size_t nsocks;
     unsigned char *owned; /* by fd: 1 for connection sockets we opened */
     size_t nowned;
-    /* The last origin ("scheme://host:port") seen, parsed once: a transfer
-     * gets a copy with its path and query set (see url_for). */
-    char *origin;
-    size_t norigin;
-    CURLU *origin_u;
+    /* The last origin ("scheme://host:port") seen, parsed once and shared
+     * by the transfers to it (see set_url). */
+    struct origin *origin;
     /* Without --upstream-proxy: the proxy variables libcurl would read on
      * every transfer, read once (see env_proxy). "" means none. */
     char *env_proxy_http, *env_proxy_https, *env_noproxy;
@@ -89,7 +88,9 @@ struct gkm_xfer {
     int cancelled;
     int paused;          /* by GKM_DATA_PAUSE: idle time does not count */
     int64_t last_io_ms;  /* monotonic: start, or the last byte received */
-    CURLU *url;          /* owned; curl reads it until the transfer ends */
+    struct origin *origin; /* a reference: curl reads origin->u ... */
+    CURLU *url;          /* ... or this URL of its own (owned) until the
+                          * transfer ends */
     struct gkm_xfer *prev, *next;
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -105,6 +106,7 @@ struct sockinfo {
 };
 
 static void free_request_headers(struct gkm_xfer *x);
+static void origin_put(struct origin *o);
 
 static void clear_resp_headers(struct gkm_xfer *x)
 {
@@ -153,6 +155,7 @@ static void xfer_free(struct gkm_xfer *x)
         curl_easy_cleanup(x->easy);
     }
     curl_url_cleanup(x->url);
+    origin_put(x->origin);
     free_request_headers(x);
     gkm_buf_free(&x->hb);
     free(x->resp_hdrs);
@@ -554,8 +557,7 @@ void gkm_upstream_free(struct gkm_upstream *up)
     }
     free(up->socks);
     free(up->owned);
-    free(up->origin);
-    curl_url_cleanup(up->origin_u);
+    origin_put(up->origin);
     free(up->env_proxy_http);
     free(up->env_proxy_https);
     free(up->env_noproxy);
@@ -571,24 +573,88 @@ size_t gkm_upstream_active(const struct gkm_upstream *up)
     return up->active;
 }
 
-/* The parsed form of an absolute URL, for CURLOPT_CURLU. Handing curl a
- * string makes it parse the URL and print it back (its printf works one
- * character at a time) on every transfer, about a tenth of what a small
- * request costs; the origin is the same for nearly every request, so it is
- * parsed once and copied, and only the path and query are set (unless they
- * hold a percent-encoding, see below). Returns NULL if url is not one curl
- * accepts. */
-static CURLU *url_for(struct gkm_upstream *up, const char *url)
+/* An origin ("scheme://host[:port]") in curl's parsed form, shared by the
+ * transfers to it and counted: handing curl a URL string makes it parse
+ * the URL and print it back (its printf works one character at a time) on
+ * every transfer, and the origin is the same for nearly every request. */
+struct origin {
+    CURLU *u;
+    size_t refs;
+    size_t n;
+    char s[];
+};
+
+static void origin_put(struct origin *o)
 {
-    const char *sep = strstr(url, "://");
-    if (sep == NULL)
-        return NULL;
-    size_t n = (size_t)(sep + 3 - url);
-    n += strcspn(url + n, "/?#");
-    const char *rest = url + n;
+    if (o != NULL && --o->refs == 0) {
+        curl_url_cleanup(o->u);
+        free(o);
+    }
+}
+
+/* The origin url[0..n) with a reference taken, parsed again only when it
+ * differs from the last one. NULL if curl does not accept it. */
+static struct origin *origin_get(struct gkm_upstream *up, const char *url,
+                                 size_t n)
+{
+    struct origin *o = up->origin;
+    if (o == NULL || o->n != n || memcmp(o->s, url, n) != 0) {
+        o = gkm_xmalloc(sizeof(*o) + n + 1);
+        memcpy(o->s, url, n);
+        o->s[n] = '\0';
+        o->n = n;
+        o->refs = 1; /* up's */
+        o->u = curl_url();
+        if (o->u == NULL ||
+            curl_url_set(o->u, CURLUPART_URL, o->s, 0) != CURLUE_OK) {
+            curl_url_cleanup(o->u);
+            free(o);
+            return NULL;
+        }
+        origin_put(up->origin);
+        up->origin = o;
+    }
+    o->refs++;
+    return o;
+}
+
+/* Whether c may stand in a request target as it is: the characters RFC
+ * 3986 allows in a path and a query (unreserved, sub-delims, ':', '@',
+ * '/', '?') and '%' of a percent-encoding. */
+static int target_char(unsigned char c)
+{
+    if (((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || (c >= '0' && c <= '9'))
+        return 1;
+    switch (c) {
+    case '-': case '.': case '_': case '~': case '!': case '$': case '&':
+    case '\'': case '(': case ')': case '*': case '+': case ',': case ';':
+    case '=': case ':': case '@': case '/': case '?': case '%':
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Whether this transfer's request line must carry the absolute URL: a
+ * plain-http upstream through an HTTP proxy (an https one is tunnelled
+ * with CONNECT, and a SOCKS proxy relays bytes). */
+static int absolute_form(const struct gkm_upstream *up, const char *url)
+{
+    if (strncmp(url, "http:", 5) != 0)
+        return 0;
+    const char *p = up->opts.proxy != NULL ? up->opts.proxy : up->env_proxy_http;
+    return p != NULL && p[0] != '\0' && strncasecmp(p, "socks", 5) != 0;
+}
+
+/* A copy of the origin with rest ("/path?query#fragment") set in it,
+ * encoded by curl, for a request line in absolute form.
+ * Setting the path or query alone lowercases percent-encodings ("%2F" ->
+ * "%2f"), so a URL holding one is parsed whole. Returns NULL if curl does
+ * not accept it. */
+static CURLU *url_with(const struct origin *o, const char *url,
+                       const char *rest)
+{
     if (strchr(rest, '%') != NULL) {
-        /* Setting the path or query alone lowercases percent-encodings
-         * ("%2F" -> "%2f"); a whole URL keeps them as sent. */
         CURLU *w = curl_url();
         if (w == NULL || curl_url_set(w, CURLUPART_URL, url, 0) != CURLUE_OK) {
             curl_url_cleanup(w);
@@ -596,22 +662,7 @@ static CURLU *url_for(struct gkm_upstream *up, const char *url)
         }
         return w;
     }
-    if (up->origin_u == NULL || n != up->norigin ||
-        memcmp(url, up->origin, n) != 0) {
-        CURLU *u = curl_url();
-        char *o = gkm_xstrndup(url, n);
-        if (u == NULL || curl_url_set(u, CURLUPART_URL, o, 0) != CURLUE_OK) {
-            curl_url_cleanup(u);
-            free(o);
-            return NULL;
-        }
-        curl_url_cleanup(up->origin_u);
-        free(up->origin);
-        up->origin_u = u;
-        up->origin = o;
-        up->norigin = n;
-    }
-    CURLU *u = curl_url_dup(up->origin_u);
+    CURLU *u = curl_url_dup(o->u);
     if (u == NULL)
         return NULL;
     size_t plen = strcspn(rest, "?#");
@@ -631,6 +682,64 @@ static CURLU *url_for(struct gkm_upstream *up, const char *url)
     return u;
 }
 
+/* Point the transfer at url. The usual case hands curl the shared origin
+ * and the path and query as the request target (CURLOPT_REQUEST_TARGET):
+ * curl would otherwise copy, re-encode and print them on every transfer,
+ * about 6,000 instructions for a generateContent path. The target goes out
+ * as the client sent it, except bytes a request target may not hold
+ * (above 0x7f, and characters such as '|', '{' or '"'), which are
+ * percent-encoded. Through an HTTP proxy, where the request line carries
+ * the absolute URL, the path and query are set in a URL of their own and
+ * curl encodes them. Returns -1 if curl does not accept url. */
+static int set_url(struct gkm_xfer *x, const char *url)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    struct gkm_upstream *up = x->up;
+    CURL *e = x->easy;
+    const char *sep = strstr(url, "://");
+    if (sep == NULL)
+        return -1;
+    size_t n = (size_t)(sep + 3 - url);
+    n += strcspn(url + n, "/?#");
+    const char *rest = url + n;
+    x->origin = origin_get(up, url, n);
+    if (x->origin == NULL)
+        return -1;
+    if (absolute_form(up, url)) {
+        x->url = url_with(x->origin, url, rest);
+        if (x->url == NULL)
+            return -1;
+        curl_easy_setopt(e, CURLOPT_CURLU, x->url);
+        curl_easy_setopt(e, CURLOPT_REQUEST_TARGET, NULL);
+        return 0;
+    }
+    size_t tlen = strcspn(rest, "#");
+    size_t len = (tlen == 0 || rest[0] != '/') ? 1 : 0;
+    for (size_t i = 0; i < tlen; i++)
+        len += target_char((unsigned char)rest[i]) ? 1 : 3;
+    char small[512];
+    char *t = len < sizeof(small) ? small : gkm_xmalloc(len + 1);
+    char *w = t;
+    if (tlen == 0 || rest[0] != '/')
+        *w++ = '/';
+    for (size_t i = 0; i < tlen; i++) {
+        unsigned char c = (unsigned char)rest[i];
+        if (target_char(c)) {
+            *w++ = (char)c;
+        } else {
+            *w++ = '%';
+            *w++ = hex[c >> 4];
+            *w++ = hex[c & 15];
+        }
+    }
+    *w = '\0';
+    curl_easy_setopt(e, CURLOPT_CURLU, x->origin->u);
+    CURLcode rc = curl_easy_setopt(e, CURLOPT_REQUEST_TARGET, t); /* copied */
+    if (t != small)
+        free(t);
+    return rc == CURLE_OK ? 0 : -1;
+}
+
 /* The options every transfer shares, set once per easy handle: recycled
  * handles keep them (no curl_easy_reset), and gkm_xfer_start sets the
  * per-request ones, including the method, every time. */
@@ -644,8 +753,9 @@ static void setup_handle(struct gkm_upstream *up, CURL *e)
      * usage counted), and inflating small JSON answers costs more than the
      * bytes it saves; libcurl's own list ("deflate, gzip, br, zstd") also
      * cost ~5,000 instructions per request to print. Without the header a
-     * server may pick any coding (RFC 9110 12.5.3): set, it also makes
-     * libcurl decode an answer compressed anyway. */
+     * server may pick any coding (RFC 9110 12.5.3). Set here, it makes
+     * libcurl decode an answer compressed anyway; the header line itself
+     * goes out from the request's list (request_headers). */
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "identity");
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     /* A 4 KiB receive buffer per transfer (libcurl's default is 16 KiB),
@@ -680,20 +790,23 @@ static void setup_handle(struct gkm_upstream *up, CURL *e)
 static void request_headers(struct gkm_xfer *x, const char *const *headers,
                             size_t nheaders, size_t bodylen)
 {
+    /* Given here, "Accept-Encoding" is printed once; left to libcurl
+     * (CURLOPT_ACCEPT_ENCODING, still set so that it decodes an answer
+     * compressed anyway), it is formatted into a string and then printed
+     * again, on every transfer. */
+    static const char identity[] = "Accept-Encoding: identity";
     /* No "Expect: 100-continue" round trip before large bodies (curl 7.88
      * sends it above 1 MiB, older versions above 1 KiB). */
     static const char expect[] = "Expect:";
-    size_t n = nheaders + (bodylen > 1024 ? 1 : 0);
-    if (n == 0)
-        return;
+    size_t n = nheaders + 1 + (bodylen > 1024 ? 1 : 0);
     size_t bytes = n * sizeof(struct curl_slist);
     for (size_t i = 0; i < nheaders; i++)
         bytes += strlen(headers[i]) + 1;
-    bytes += sizeof(expect);
+    bytes += sizeof(identity) + sizeof(expect);
     struct curl_slist *l = gkm_xmalloc(bytes);
     char *w = (char *)(l + n);
     for (size_t i = 0; i < n; i++) {
-        const char *h = i < nheaders ? headers[i] : expect;
+        const char *h = i < nheaders ? headers[i] : i == nheaders ? identity : expect;
         size_t hl = strlen(h) + 1;
         l[i].data = memcpy(w, h, hl);
         l[i].next = i + 1 < n ? &l[i + 1] : NULL;
@@ -724,9 +837,6 @@ struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
     gkm_buf_init(&x->hb, MAX_HEADER_BYTES);
     x->cbs = *cbs;
     x->arg = arg;
-    x->url = url_for(up, url);
-    if (x->url == NULL)
-        goto fail;
     if (up->nidle > 0) {
         x->easy = up->idle[--up->nidle];
     } else if ((x->easy = curl_easy_init()) != NULL) {
@@ -734,6 +844,8 @@ struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
     } else {
         goto fail;
     }
+    if (set_url(x, url) != 0)
+        goto fail;
     request_headers(x, headers, nheaders, bodylen);
 
     CURL *e = x->easy;
@@ -741,7 +853,6 @@ struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
         curl_easy_setopt(e, CURLOPT_PROXY,
                          strncmp(url, "https:", 6) == 0 ? up->env_proxy_https
                                                         : up->env_proxy_http);
-    curl_easy_setopt(e, CURLOPT_CURLU, x->url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, x);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
@@ -784,6 +895,7 @@ fail:
     if (x->easy)
         curl_easy_cleanup(x->easy);
     curl_url_cleanup(x->url);
+    origin_put(x->origin);
     free_request_headers(x);
     free(x);
     return NULL;
