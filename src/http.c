@@ -72,7 +72,7 @@ static int64_t timeout_ms(const struct hconn *c)
 
 static void touch(struct hconn *c)
 {
-    c->deadline = gkm_mono_ms() + timeout_ms(c);
+    c->deadline = gkm_mono_coarse_ms() + timeout_ms(c);
 }
 
 /* The output buffer holds a finished reply's bytes: count it for drains. */
@@ -484,7 +484,7 @@ static void start_linger(struct hconn *c)
 {
     c->lingering = 1;
     shutdown(c->fd, SHUT_WR);
-    c->deadline = gkm_mono_ms() + LINGER_MS;
+    c->deadline = gkm_mono_coarse_ms() + LINGER_MS;
     struct timeval tv = {LINGER_MS / 1000, (LINGER_MS % 1000) * 1000};
     event_add(c->tmo, &tv);
     if (c->rpaused) {
@@ -620,7 +620,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     struct hconn *c = arg;
     (void)fd;
     (void)what;
-    int64_t now = gkm_mono_ms();
+    int64_t now = gkm_mono_coarse_ms();
     int applies = !c->busy || gkm_hc_pending(c) > 0 || c->lingering;
     if (c->dead || (applies && now >= c->deadline)) {
         conn_close(c, 1);

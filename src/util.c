@@ -269,6 +269,13 @@ int64_t gkm_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t gkm_mono_coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* ASCII only, without the locale lookup of tolower(): header names are
  * compared on every request. */
 static unsigned char fold(unsigned char c)

@@ -68,6 +68,12 @@ int gkm_parse_duration_ms(const char *s, uint64_t max_ms, uint64_t *out,
 time_t gkm_now(void);
 int64_t gkm_now_ms(void);
 int64_t gkm_mono_ms(void);
+/* Monotonic ms as of the last clock tick (a few ms behind at most; never
+ * goes back): for deadlines and idle times checked in seconds, read on
+ * every request where gkm_mono_ms's exact clock costs more (a clock read
+ * through the hypervisor on virtual machines). Compare only with values
+ * from this same function. */
+int64_t gkm_mono_coarse_ms(void);
 
 /* Case-insensitive ASCII compare of two NUL-terminated strings. */
 int gkm_strcaseeq(const char *a, const char *b);
