@@ -63,6 +63,7 @@ struct gkm_upstream {
     /* The last origin ("scheme://host:port") seen, parsed once and shared
      * by the transfers to it (see set_url). */
     struct origin *origin;
+    unsigned char target_ok[256]; /* target_char() of every byte */
     /* Without --upstream-proxy: the proxy variables libcurl would read on
      * every transfer, read once (see env_proxy). "" means none. */
     char *env_proxy_http, *env_proxy_https, *env_noproxy;
@@ -107,6 +108,7 @@ struct sockinfo {
 
 static void free_request_headers(struct gkm_xfer *x);
 static void origin_put(struct origin *o);
+static int target_char(unsigned char c);
 
 static void clear_resp_headers(struct gkm_xfer *x)
 {
@@ -223,7 +225,7 @@ static void expire(struct gkm_xfer *x)
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     struct gkm_upstream *up = arg;
-    int64_t now = gkm_mono_ms();
+    int64_t now = gkm_mono_coarse_ms();
     long limit = up->opts.idle_timeout_ms;
     struct gkm_xfer *x;
 again:
@@ -417,7 +419,7 @@ static size_t on_curl_header(char *buf, size_t size, size_t n, void *arg)
     size_t len = size * n;
     if (x->cancelled)
         return 0;
-    x->last_io_ms = gkm_mono_ms();
+    x->last_io_ms = gkm_mono_coarse_ms();
     if (len >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
         /* A new response (after 1xx): start over. */
         clear_resp_headers(x);
@@ -460,7 +462,7 @@ static size_t on_curl_write(char *p, size_t size, size_t n, void *arg)
     enum gkm_data_rc rc = GKM_DATA_OK;
     if (x->cancelled)
         return 0;
-    x->last_io_ms = gkm_mono_ms();
+    x->last_io_ms = gkm_mono_coarse_ms();
     x->in_cb++;
     if (!x->headers_delivered) {
         long status = 0;
@@ -521,6 +523,8 @@ struct gkm_upstream *gkm_upstream_new(struct event_base *base,
     up->base = base;
     up->log = log;
     up->opts = *opts;
+    for (unsigned c = 0; c < 256; c++)
+        up->target_ok[c] = (unsigned char)target_char((unsigned char)c);
     if (opts->proxy == NULL)
         env_proxy(up);
     up->multi = curl_multi_init();
@@ -716,7 +720,7 @@ static int set_url(struct gkm_xfer *x, const char *url)
     size_t tlen = strcspn(rest, "#");
     size_t len = (tlen == 0 || rest[0] != '/') ? 1 : 0;
     for (size_t i = 0; i < tlen; i++)
-        len += target_char((unsigned char)rest[i]) ? 1 : 3;
+        len += up->target_ok[(unsigned char)rest[i]] ? 1 : 3;
     char small[512];
     char *t = len < sizeof(small) ? small : gkm_xmalloc(len + 1);
     char *w = t;
@@ -724,7 +728,7 @@ static int set_url(struct gkm_xfer *x, const char *url)
         *w++ = '/';
     for (size_t i = 0; i < tlen; i++) {
         unsigned char c = (unsigned char)rest[i];
-        if (target_char(c)) {
+        if (up->target_ok[c]) {
             *w++ = (char)c;
         } else {
             *w++ = '%';
@@ -795,18 +799,35 @@ static void request_headers(struct gkm_xfer *x, const char *const *headers,
      * compressed anyway), it is formatted into a string and then printed
      * again, on every transfer. */
     static const char identity[] = "Accept-Encoding: identity";
+    /* No Accept header of libcurl's own (any media type) when the client
+     * sent none: the upstream gets the client's headers, not curl's
+     * defaults. */
+    static const char no_accept[] = "Accept:";
     /* No "Expect: 100-continue" round trip before large bodies (curl 7.88
      * sends it above 1 MiB, older versions above 1 KiB). */
     static const char expect[] = "Expect:";
-    size_t n = nheaders + 1 + (bodylen > 1024 ? 1 : 0);
-    size_t bytes = n * sizeof(struct curl_slist);
-    for (size_t i = 0; i < nheaders; i++)
+    const char *extra[3];
+    size_t nextra = 0;
+    extra[nextra++] = identity;
+    int accept = 0;
+    size_t bytes = 0;
+    for (size_t i = 0; i < nheaders; i++) {
         bytes += strlen(headers[i]) + 1;
-    bytes += sizeof(identity) + sizeof(expect);
+        if (strncasecmp(headers[i], "accept:", 7) == 0)
+            accept = 1;
+    }
+    if (!accept)
+        extra[nextra++] = no_accept;
+    if (bodylen > 1024)
+        extra[nextra++] = expect;
+    size_t n = nheaders + nextra;
+    for (size_t i = 0; i < nextra; i++)
+        bytes += strlen(extra[i]) + 1;
+    bytes += n * sizeof(struct curl_slist);
     struct curl_slist *l = gkm_xmalloc(bytes);
     char *w = (char *)(l + n);
     for (size_t i = 0; i < n; i++) {
-        const char *h = i < nheaders ? headers[i] : i == nheaders ? identity : expect;
+        const char *h = i < nheaders ? headers[i] : extra[i - nheaders];
         size_t hl = strlen(h) + 1;
         l[i].data = memcpy(w, h, hl);
         l[i].next = i + 1 < n ? &l[i + 1] : NULL;
@@ -881,7 +902,7 @@ struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
     if (up->head)
         up->head->prev = x;
     up->head = x;
-    x->last_io_ms = gkm_mono_ms();
+    x->last_io_ms = gkm_mono_coarse_ms();
     if (up->active++ == 0) {
         struct timeval tv = {SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000};
         evtimer_add(up->sweep, &tv);
@@ -916,7 +937,7 @@ void gkm_xfer_resume(struct gkm_xfer *x)
     if (x == NULL || x->cancelled)
         return;
     x->paused = 0;
-    x->last_io_ms = gkm_mono_ms();
+    x->last_io_ms = gkm_mono_coarse_ms();
     x->in_cb++;
     curl_easy_pause(x->easy, CURLPAUSE_CONT);
     x->in_cb--;

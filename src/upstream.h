@@ -66,7 +66,8 @@ void gkm_upstream_free(struct gkm_upstream *up);
 size_t gkm_upstream_active(const struct gkm_upstream *up);
 
 /* Start a request. url is absolute ("scheme://host[:port]/path?query";
- * path and query go out as given, anything after '#' is dropped; NULL is
+ * path and query go out as given, except bytes a request target may not
+ * hold, which are percent-encoded; anything after '#' is dropped; NULL is
  * returned for a URL curl cannot parse); headers are "Name: value" lines
  * (copied); body (may be NULL when bodylen is 0) is borrowed and must stay
  * valid until the transfer ends. "Accept-Encoding: identity" is sent; an

@@ -75,6 +75,12 @@ def query_and_headers_forwarded(fake):
         assert "cookie" not in h and "x-hop" not in h
         assert h.get("x-goog-api-key") == r["key"]
         assert json.loads(r["body"]) == json.loads(gen_body())
+        assert "accept" not in h, h  # none sent, none added by libcurl
+        fake.clear()
+        st, _, _ = px.request("GET", "/v1beta/models",
+                              headers={"Accept": "application/json"})
+        assert st == 200
+        assert fake.requests()[0]["headers"].get("accept") == "application/json"
 
 
 @test()
