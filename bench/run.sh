@@ -3,9 +3,13 @@
 # directly against the fake upstream, and through nginx (worker_processes 1)
 # configured as a plain header-swapping reverse proxy, all in one run on
 # this machine. Also: RSS and CPU with N concurrent slow streams, idle RSS,
-# and throughput with 10,000 keys of which 9,999 are benched.
+# and throughput with 10,000 keys of which 9,999 are benched. Added latency
+# at one connection is measured between direct runs (see added_round), and
+# once more with every process on one CPU (see pin_all).
 #
 # usage: bench/run.sh [seconds-per-run (default 10)] [streams (default 1000)]
+# Environment: ROUNDS (default 3), STREAM_ROUNDS (3), LAT_SECS (3: seconds
+# per latency run).
 # Needs: wrk, nginx (scripts/deps.sh --bench installs them), python3.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -136,9 +140,26 @@ LUA
 rps() { # url auth conns [script]
   BENCH_AUTH="$2" wrk -t1 -c"$3" -d"${DUR}s" -s "${4:-$W/post.lua}" "$1" | awk '/Requests\/sec/{print $2}'
 }
+# p50 latency (ms) at one connection; LAT_SECS per run (default 3).
+# ${PIN:+...}: with PIN set, wrk runs on that CPU (see the one-CPU measure).
 p50() { # url auth
-  BENCH_AUTH="$2" wrk -t1 -c1 -d"$(( DUR / 2 > 3 ? DUR / 2 : 3 ))s" --latency -s "$W/post.lua" "$1" \
+  BENCH_AUTH="$2" ${PIN:+taskset -c "$PIN"} wrk -t1 -c1 -d"${LAT_SECS:-3}s" --latency -s "$W/post.lua" "$1" \
     | awk '$1=="50%"{v=$2; if (v ~ /us$/) {sub(/us/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v); print v} else {sub(/s/,"",v); print v*1000}}'
+}
+# The added latency of each target is its p50 minus the mean of the direct
+# p50s measured just before and just after it, so that a drift of the
+# machine over a round (tens of microseconds here) does not land on one
+# target only: D T1 D T2 D ... Prints "direct-p50 added1 added2 ...".
+added_round() { # target urls (auth: the token)
+  local d0 d1 x out="" first
+  d0=$(p50 "http://127.0.0.1:$FPORT$GEN" "$KEY"); first=$d0
+  for u in "$@"; do
+    x=$(p50 "$u" "$TOKEN")
+    d1=$(p50 "http://127.0.0.1:$FPORT$GEN" "$KEY")
+    out+=" $(awk -v x="$x" -v a="$d0" -v b="$d1" 'BEGIN{printf "%.4f", x - (a + b) / 2}')"
+    d0=$d1
+  done
+  echo "$first$out"
 }
 fakecfg '{}'
 # warm up every path
@@ -175,13 +196,27 @@ for round in $(seq "$ROUNDS"); do
   read -r r c <<<"$(cpu_rps "http://127.0.0.1:$HPORT$GEN" "$TOKEN" "$HPPID")"; R_HP+="$r "; C_HP+="$c "
   R_10K+="$(rps "http://127.0.0.1:$P10PORT$GEN" "$TOKEN" 64) "
   read -r r c <<<"$(cpu_rps "http://127.0.0.1:$P3PORT/v1/chat/completions" "$TOKEN" "$P3PID" "$W/chat.lua")"; R_OAI+="$r "; C_OAI+="$c "
-  L_DIRECT+="$(p50 "http://127.0.0.1:$FPORT$GEN" "$KEY") "
-  L_PROXY+="$(p50 "http://127.0.0.1:$P3PORT$GEN" "$TOKEN") "
-  L_NGINX+="$(p50 "http://127.0.0.1:$NPORT$GEN" "$TOKEN") "
-  L_EV+="$(p50 "http://127.0.0.1:$EPORT$GEN" "$TOKEN") "
-  L_SR+="$(p50 "http://127.0.0.1:$SPORT$GEN" "$TOKEN") "
-  L_HP+="$(p50 "http://127.0.0.1:$HPORT$GEN" "$TOKEN") "
+  read -r d p n e sr hp <<<"$(added_round "http://127.0.0.1:$P3PORT$GEN" "http://127.0.0.1:$NPORT$GEN" \
+    "http://127.0.0.1:$EPORT$GEN" "http://127.0.0.1:$SPORT$GEN" "http://127.0.0.1:$HPORT$GEN")"
+  L_DIRECT+="$d "; L_PROXY+="$p "; L_NGINX+="$n "; L_EV+="$e "; L_SR+="$sr "; L_HP+="$hp "
 done
+
+# --- added latency with everything on one CPU ------------------------------------
+# Across CPUs, a request's latency includes the wake-ups from one process
+# to the next, which cost tens of microseconds on a virtual machine and
+# vary with where the scheduler puts each process. With wrk, the fake and
+# the server under test on one CPU, the added latency is mostly the
+# server's own work per request. Shown beside the measure above, not
+# instead of it.
+allcpus="0-$(( $(nproc) - 1 ))"
+pin_all() { for p in $FAKEPID $P3PID ${NGPIDS//,/ }; do taskset -pc "$1" "$p" >/dev/null; done; }
+L1_PROXY=""; L1_NGINX=""
+pin_all 0
+for round in $(seq "$ROUNDS"); do
+  read -r _ p n <<<"$(PIN=0 added_round "http://127.0.0.1:$P3PORT$GEN" "http://127.0.0.1:$NPORT$GEN")"
+  L1_PROXY+="$p "; L1_NGINX+="$n "
+done
+pin_all "$allcpus"
 
 # --- slow streams -----------------------------------------------------------------
 fakecfg '{"stream": {"chunks": 10, "chunk_delay_ms": 1000}}'
@@ -199,17 +234,16 @@ S_OAI=$(python3 bench/streams.py "http://127.0.0.1:$P3PORT/v1/chat/completions" 
 python3 - "$R_DIRECT" "$R_PROXY" "$R_NGINX" "$R_10K" "$L_DIRECT" "$L_PROXY" "$L_NGINX" \
   "$S_PROXY" "$S_NGINX" "$IDLE_RSS" "$IDLE_RSS_10K" "$NSTREAMS" "$R_OAI" "$S_OAI" \
   "$C_PROXY" "$C_NGINX" "$C_OAI" "$R_EV" "$C_EV" "$L_EV" "$R_SR" "$C_SR" "$L_SR" "$S_SR" \
-  "$R_HP" "$C_HP" "$L_HP" "$S_HP" <<'PY'
+  "$R_HP" "$C_HP" "$L_HP" "$S_HP" "$L1_PROXY" "$L1_NGINX" <<'PY'
 import json, statistics, sys
 def med(s):
     v = [float(x) for x in s.split()]
     return statistics.median(v), v
 (rd, vd), (rp, vp), (rn, vn), (r10, v10) = (med(a) for a in sys.argv[1:5])
-(ld, vld), (lp, vlp), (ln, vln) = (med(a) for a in sys.argv[5:8])
-# Added latency per round (each round measures all three back to back).
-addp = [p - d for p, d in zip(vlp, vld)]
-addn = [n_ - d for n_, d in zip(vln, vld)]
-ap, an = statistics.median(addp), statistics.median(addn)
+# Latency: the direct p50 (first of each round) and the added latency per
+# round (run.sh: p50 minus the mean of the direct runs around it).
+(ld, vld), (ap, addp), (an, addn) = (med(a) for a in sys.argv[5:8])
+lp, ln = ld + ap, ld + an
 def streams(arg):
     # One JSON line per round: medians of the measures, all rounds kept.
     rs = [json.loads(l) for l in arg.splitlines() if l.strip()]
@@ -226,12 +260,13 @@ idle, idle10, n = int(sys.argv[10]), int(sys.argv[11]), int(sys.argv[12])
 (ro, vo), so = med(sys.argv[13]), json.loads(sys.argv[14])
 (cp, _), (cn, _), (co, _) = med(sys.argv[15]), med(sys.argv[16]), med(sys.argv[17])
 (re_, vre), (ce, _), (le, vle) = med(sys.argv[18]), med(sys.argv[19]), med(sys.argv[20])
-adde = statistics.median([e - d for e, d in zip(vle, vld)])
+adde = le
 (rs, vrs), (cs, _), (ls, vls) = med(sys.argv[21]), med(sys.argv[22]), med(sys.argv[23])
-adds = statistics.median([e - d for e, d in zip(vls, vld)])
+adds = ls
 ss = json.loads(sys.argv[24])
 (rh, vrh), (ch, _), (lh, vlh) = med(sys.argv[25]), med(sys.argv[26]), med(sys.argv[27])
-addh = statistics.median([e - d for e, d in zip(vlh, vld)])
+addh = lh
+(a1p, v1p), (a1n, v1n) = med(sys.argv[29]), med(sys.argv[30])
 sh = json.loads(sys.argv[28])
 runs = lambda v: " / ".join("%.0f" % x for x in v)
 runs3 = lambda v: " / ".join("%.3f" % x for x in v)
@@ -242,9 +277,11 @@ print("|---|---|---|---|---|")
 print("| throughput, 64 connections (req/s) | %.0f | %.0f | %.0f | %.2fx |" % (rd, rp, rn, rp / rn))
 print("| (all rounds) | %s | %s | %s | |" % (runs(vd), runs(vp), runs(vn)))
 print("| CPU per request at 64 connections (us) | | %.0f | %.0f | %.2fx |" % (cp, cn, cp / cn))
-print("| p50 latency, 1 connection (ms) | %.3f | %.3f | %.3f | |" % (ld, lp, ln))
+print("| p50 latency, 1 connection (ms) (direct: median of rounds; the others: direct + added) | %.3f | %.3f | %.3f | |" % (ld, lp, ln))
 print("| added p50 latency (ms), median of rounds | | %.3f | %.3f | %.2fx |" % (ap, an, ap / an if an > 0 else float("nan")))
 print("| (added p50, all rounds) | | %s | %s | %s |" % (runs3(addp), runs3(addn), " / ".join("%.2fx" % (a / b) if b > 0 else "n/a" for a, b in zip(addp, addn))))
+print("| added p50 latency, all on one CPU (ms), median of rounds | | %.3f | %.3f | %.2fx |" % (a1p, a1n, a1p / a1n if a1n > 0 else float("nan")))
+print("| (one CPU, all rounds) | | %s | %s | %s |" % (runs3(v1p), runs3(v1n), " / ".join("%.2fx" % (a / b) if b > 0 else "n/a" for a, b in zip(v1p, v1n))))
 print("| peak RSS, %d slow streams (MiB) | | %.1f | %.1f | %.2fx |" % (n, sp["peak_rss_kib"] / 1024, sn["peak_rss_kib"] / 1024, sp["peak_rss_kib"] / sn["peak_rss_kib"]))
 print("| CPU time for those streams (s) | | %.2f | %.2f | %.2fx |" % (sp["cpu_s"], sn["cpu_s"], sp["cpu_s"] / sn["cpu_s"] if sn["cpu_s"] else float("nan")))
 print("| (streams, all rounds: CPU s; RSS MiB) | | %s; %s | %s; %s | %s; %s |" % (
