@@ -17,17 +17,9 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ROUNDS="${1:-3}"
 DUR="${2:-5}"
-cd "$here"
-scripts/deps.sh --bench
-cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-bench -j"$(nproc)" --target gemini-key-manager fake-gemini \
-  bench-hprelay bench-corelay >/dev/null
-
-W="$(mktemp -d /tmp/gkm-framing-XXXXXX)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
-trap cleanup EXIT
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$here/bench/common.sh"
+bench_build gemini-key-manager fake-gemini bench-hprelay bench-corelay
+bench_workdir framing
 KEY="AIzaSyBENCHxxxxxxxxxxxxxxxxxxxxxxxxx000"
 GEN="/v1beta/models/gemini-2.5-flash:generateContent"
 
@@ -46,35 +38,9 @@ CPORT=$(freeport)
 build-bench/bench-corelay "$CPORT" "$FPORT" "$KEY" > "$W/corelay.out" 2>&1 &
 COPID=$!; PIDS+=($COPID)
 NPORT=$(freeport)
-cat > "$W/nginx.conf" <<NG
-worker_processes 1;
-daemon off;
-user root;
-pid $W/nginx.pid;
-error_log $W/nginx-error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path $W/nginx-body;
-  proxy_temp_path $W/nginx-proxy;
-  upstream fake { server 127.0.0.1:$FPORT; keepalive 256; }
-  server {
-    listen 127.0.0.1:$NPORT;
-    location / {
-      proxy_pass http://fake;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header x-goog-api-key "$KEY";
-      proxy_buffering off;
-    }
-  }
-}
-NG
-nginx -c "$W/nginx.conf" -p "$W" &
-NGMASTER=$!; PIDS+=($NGMASTER)
+bench_nginx "$FPORT" "$NPORT" "$KEY"
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PPORT/healthz" >/dev/null && break; sleep 0.1; done
-sleep 0.5
-NGPIDS="$(pgrep -P $NGMASTER | tr '\n' ' ')$NGMASTER"
+NGPIDS="${NGPIDS//,/ }"
 
 cat > "$W/post.lua" <<'LUA'
 wrk.method = "POST"

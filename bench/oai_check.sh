@@ -10,16 +10,9 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ROUNDS="${1:-5}"
 DUR="${2:-8}"
-cd "$here"
-scripts/deps.sh --bench
-cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-bench -j"$(nproc)" --target gemini-key-manager fake-gemini >/dev/null
-
-W="$(mktemp -d /tmp/gkm-oaicheck-XXXXXX)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
-trap cleanup EXIT
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$here/bench/common.sh"
+bench_build gemini-key-manager fake-gemini
+bench_workdir oaicheck
 
 FPORT=$(freeport)
 build-bench/fake-gemini --listen 127.0.0.1:$FPORT --no-record --quiet > "$W/fake.out" 2>&1 &

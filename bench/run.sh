@@ -15,10 +15,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DUR="${1:-10}"
 NSTREAMS="${2:-1000}"
-cd "$here"
-scripts/deps.sh --bench
-cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build-bench -j"$(nproc)" --target gemini-key-manager fake-gemini bench-evrelay bench-stackrelay bench-hprelay >/dev/null
+. "$here/bench/common.sh"
+bench_build gemini-key-manager fake-gemini bench-evrelay bench-stackrelay bench-hprelay
 # Each stream holds a client and an upstream socket: raise the soft limit
 # to the hard one (no root needed) and check it is enough.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -27,12 +25,7 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((2 * NSTREAMS + 256
   exit 1
 fi
 
-W="$(mktemp -d /tmp/gkm-bench-XXXXXX)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+bench_workdir bench
 KEY="AIzaSyBENCHxxxxxxxxxxxxxxxxxxxxxxxxx000"
 TOKEN="PLACEHOLDER_GEMINI_TOKEN"
 MODEL="gemini-2.5-flash"
@@ -75,35 +68,7 @@ IDLE_RSS_10K=$(awk '/VmRSS/{print $2}' /proc/$P10PID/status)
 
 # --- nginx, one worker, swapping the header ------------------------------------
 NPORT=$(freeport)
-cat > "$W/nginx.conf" <<NG
-worker_processes 1;
-daemon off;
-user root;
-pid $W/nginx.pid;
-error_log $W/nginx-error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path $W/nginx-body;
-  proxy_temp_path $W/nginx-proxy;
-  upstream fake { server 127.0.0.1:$FPORT; keepalive 256; }
-  server {
-    listen 127.0.0.1:$NPORT;
-    client_max_body_size 50m;
-    location / {
-      proxy_pass http://fake;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header x-goog-api-key "$KEY";
-      proxy_buffering off;
-    }
-  }
-}
-NG
-nginx -c "$W/nginx.conf" -p "$W" &
-PIDS+=($!); NGMASTER=$!
-sleep 0.5
-NGPIDS="$(pgrep -P $NGMASTER | tr '\n' ',')$NGMASTER"
+bench_nginx "$FPORT" "$NPORT" "$KEY"
 
 # --- a bare libevent relay (bench/evrelay.c): the evhttp server and client
 # doing the same header swap and nothing else, as a reference for what the
