@@ -219,9 +219,28 @@ def ensure_sdk():
     return node
 
 
-def raw_connect(port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    return s
+def recv_all(s):
+    """Everything the peer sends on socket s until it closes (or, with a
+    timeout set on s, until it stays silent that long)."""
+    out = []
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            out.append(b)
+    except socket.timeout:
+        pass
+    return b"".join(out)
+
+
+def raw(port, data, read=True, timeout=5):
+    """Send bytes as they are on a new connection; what comes back."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(data)
+    out = recv_all(s) if read else b""
+    s.close()
+    return out
 
 
 def assert_no_keys(blob, keys=KEYS):

@@ -9,24 +9,7 @@ import tempfile
 import time
 
 from gkm import (BIN, KEYS, MODEL, TOKEN, Proxy, assert_no_keys, gen_body,
-                 mask, run, test)
-
-
-def raw(port, data, read=True, timeout=5):
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    s.sendall(data)
-    out = b""
-    if read:
-        try:
-            while True:
-                b = s.recv(65536)
-                if not b:
-                    break
-                out += b
-        except socket.timeout:
-            pass
-    s.close()
-    return out
+                 mask, raw, recv_all, run, test)
 
 
 @test()
@@ -159,12 +142,7 @@ def http_protocol_edges(fake):
         s = socket.create_connection(("127.0.0.1", px.port), timeout=5)
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
         s.shutdown(socket.SHUT_WR)
-        got = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            got += b
+        got = recv_all(s)
         s.close()
         assert got.count(b"HTTP/1.1 200") == 2, got[:200]
 
