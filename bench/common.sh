@@ -62,3 +62,21 @@ NG
   sleep 0.5
   NGPIDS="$(pgrep -P "$NGMASTER" | tr '\n' ',')$NGMASTER"
 }
+
+# wrk scripts in W: post.lua (a small generateContent request) and chat.lua
+# (the same as chat.completions), authenticated with $BENCH_AUTH (the
+# proxy's default token when unset).
+bench_wrk_scripts() {
+  cat > "$W/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"contents":[{"role":"user","parts":[{"text":"hello benchmark"}]}]}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["x-goog-api-key"] = os.getenv("BENCH_AUTH") or "PLACEHOLDER_GEMINI_TOKEN"
+LUA
+  cat > "$W/chat.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"model":"gemini-2.5-flash","messages":[{"role":"user","content":"hello benchmark"}]}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_AUTH") or "PLACEHOLDER_GEMINI_TOKEN")
+LUA
+}

@@ -300,23 +300,11 @@ int main(int argc, char **argv)
     r.rps.on_headers_complete = rcb_headers_done;
     r.rps.on_body = rcb_body;
     r.rps.on_message_complete = rcb_complete;
-    struct event_config *cfg = event_config_new();
-    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-    r.base = event_base_new_with_config(cfg);
-    event_config_free(cfg);
+    r.base = lean_base_new();
     r.srv.base = r.base;
-    struct sockaddr_in sin = {0};
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(0x7f000001);
-    sin.sin_port = htons((unsigned short)atoi(argv[1]));
-    struct evconnlistener *l = evconnlistener_new_bind(
-        r.base, lean_on_accept, &r.srv,
-        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 4096,
-        (struct sockaddr *)&sin, sizeof(sin));
-    if (l == NULL) {
-        fprintf(stderr, "corelay: cannot listen on port %s\n", argv[1]);
+    struct evconnlistener *l = lean_listen(&r.srv, "corelay", argv[1]);
+    if (l == NULL)
         return 1;
-    }
     event_base_dispatch(r.base);
     evconnlistener_free(l);
     while (r.nidle > 0)

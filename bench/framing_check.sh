@@ -42,12 +42,7 @@ bench_nginx "$FPORT" "$NPORT" "$KEY"
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PPORT/healthz" >/dev/null && break; sleep 0.1; done
 NGPIDS="${NGPIDS//,/ }"
 
-cat > "$W/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"contents":[{"role":"user","parts":[{"text":"hello benchmark"}]}]}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["x-goog-api-key"] = "PLACEHOLDER_GEMINI_TOKEN"
-LUA
+bench_wrk_scripts
 hz=$(getconf CLK_TCK)
 cpu() { # pids -> "user system" ticks
   local u=0 s=0 a b p

@@ -4,6 +4,7 @@
 #include "leanserver.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -253,4 +254,29 @@ void lean_server_init(struct lean_server *srv)
     srv->ps.on_header_value = cb_hvalue;
     srv->ps.on_body = cb_body;
     srv->ps.on_message_complete = cb_complete;
+}
+
+struct event_base *lean_base_new(void)
+{
+    struct event_config *cfg = event_config_new();
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    struct event_base *base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    return base;
+}
+
+struct evconnlistener *lean_listen(struct lean_server *srv, const char *prog,
+                                   const char *port)
+{
+    struct sockaddr_in sin = {0};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(0x7f000001);
+    sin.sin_port = htons((unsigned short)atoi(port));
+    struct evconnlistener *l = evconnlistener_new_bind(
+        srv->base, lean_on_accept, srv,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 4096,
+        (struct sockaddr *)&sin, sizeof(sin));
+    if (l == NULL)
+        fprintf(stderr, "%s: cannot listen on port %s\n", prog, port);
+    return l;
 }

@@ -60,6 +60,12 @@ struct conn {
 
 /* Set the parser callbacks; the caller sets base, start, detach, arg. */
 void lean_server_init(struct lean_server *srv);
+/* An event base as the relays use it (epoll change list). */
+struct event_base *lean_base_new(void);
+/* Listen on 127.0.0.1:port for srv; NULL, after a message naming prog,
+ * when that fails. */
+struct evconnlistener *lean_listen(struct lean_server *srv, const char *prog,
+                                   const char *port);
 /* For evconnlistener_new_bind (arg: the lean_server). */
 void lean_on_accept(struct evconnlistener *l, evutil_socket_t fd,
                     struct sockaddr *sa, int salen, void *arg);

@@ -25,18 +25,7 @@ printf '%s\n' AIzaSyBENCHxxxxxxxxxxxxxxxxxxxxxxxxx001 AIzaSyBENCHxxxxxxxxxxxxxxx
 PP=$!; PIDS+=($PP)
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PPORT/healthz" >/dev/null && break; sleep 0.1; done
 
-cat > "$W/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"contents":[{"role":"user","parts":[{"text":"hello benchmark"}]}]}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["x-goog-api-key"] = "PLACEHOLDER_GEMINI_TOKEN"
-LUA
-cat > "$W/chat.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"model":"gemini-2.5-flash","messages":[{"role":"user","content":"hello benchmark"}]}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer PLACEHOLDER_GEMINI_TOKEN"
-LUA
+bench_wrk_scripts
 ticks() { awk '{print $14 + $15}' /proc/$PP/stat; }
 hz=$(getconf CLK_TCK)
 run() { # script path -> "req/s us-per-request"

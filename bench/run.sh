@@ -90,18 +90,7 @@ PIDS+=($!); HPPID=$!
 sleep 0.3
 
 # --- wrk helpers ---------------------------------------------------------------
-cat > "$W/post.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"contents":[{"role":"user","parts":[{"text":"hello benchmark"}]}]}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["x-goog-api-key"] = os.getenv("BENCH_AUTH")
-LUA
-cat > "$W/chat.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"model":"gemini-2.5-flash","messages":[{"role":"user","content":"hello benchmark"}]}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_AUTH")
-LUA
+bench_wrk_scripts
 rps() { # url auth conns [script]
   BENCH_AUTH="$2" wrk -t1 -c"$3" -d"${DUR}s" -s "${4:-$W/post.lua}" "$1" | awk '/Requests\/sec/{print $2}'
 }
