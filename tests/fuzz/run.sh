@@ -5,7 +5,7 @@
 #   tests/fuzz/run.sh [seconds-per-target] [target...]
 #
 # Defaults: 20 s each, all targets (fuzz_sse fuzz_jsonw fuzz_affinity
-# fuzz_oai_req fuzz_oai_resp fuzz_http).
+# fuzz_oai_req fuzz_oai_resp fuzz_http fuzz_tap).
 # Built directly with clang (the main CMake build uses gcc) with
 # -fsanitize=fuzzer,address,undefined against the pure sources they need.
 # Needs clang, libjansson-dev, and for fuzz_http libevent-dev and
@@ -23,7 +23,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out=${FUZZ_OUT:-$root/build-fuzz}
 cc=${CC_FUZZ:-clang}
-targets=${*:-fuzz_sse fuzz_jsonw fuzz_affinity fuzz_oai_req fuzz_oai_resp fuzz_http}
+targets=${*:-fuzz_sse fuzz_jsonw fuzz_affinity fuzz_oai_req fuzz_oai_resp fuzz_http fuzz_tap}
 
 case $secs in
     ''|*[!0-9]*) echo "run.sh: seconds must be a number" >&2; exit 2 ;;
@@ -47,6 +47,7 @@ srcs_for() {
         fuzz_sse|fuzz_jsonw) echo "$core" ;;
         fuzz_affinity) echo "util.c affinity.c" ;;
         fuzz_http) echo "util.c buf.c log.c http.c http_reply.c" ;;
+        fuzz_tap) echo "util.c buf.c gerror.c tap.c" ;;
         *) echo "$oai" ;;
     esac
 }
