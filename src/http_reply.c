@@ -13,19 +13,6 @@
 
 #include "util.h"
 
-static size_t put_dec(char *dst, unsigned long long v)
-{
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v > 0);
-    for (size_t i = 0; i < n; i++)
-        dst[i] = tmp[n - 1 - i];
-    return n;
-}
-
 static size_t put_hex(char *dst, size_t v)
 {
     static const char hx[] = "0123456789abcdef";
@@ -107,7 +94,7 @@ void gkm_hc_put_head(struct hconn *c, int status, long long clen)
     if (status < 100 || status > 999)
         status = 500;
     memcpy(line, r->minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ", 9);
-    n = 9 + put_dec(line + 9, (unsigned long long)status);
+    n = (size_t)(gkm_fmt_ll(line + 9, status) - line);
     line[n++] = ' ';
     gkm_hc_out_add(c, line, n);
     const char *reason = reason_of(status);
@@ -127,7 +114,7 @@ void gkm_hc_put_head(struct hconn *c, int status, long long clen)
     }
     if (clen >= 0 && !no_body_status(status)) {
         memcpy(line, "Content-Length: ", 16);
-        n = 16 + put_dec(line + 16, (unsigned long long)clen);
+        n = (size_t)(gkm_fmt_ll(line + 16, clen) - line);
         line[n++] = '\r';
         line[n++] = '\n';
         gkm_hc_out_add(c, line, n);

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 /* Length of the valid UTF-8 sequence starting at s (at most n bytes), or 0
  * when it is not one (overlong forms, surrogates and code points past
  * U+10FFFF are invalid, as in jansson's own check). s[0] >= 0x80. */
@@ -156,19 +158,8 @@ static int write_value(struct gkm_buf *out, const json_t *v, int depth)
     case JSON_FALSE:
         return gkm_buf_append(out, "false", 5);
     case JSON_INTEGER: {
-        /* Digits from the end; the magnitude as unsigned so that the
-         * most negative value needs no special case. */
-        json_int_t iv = json_integer_value(v);
-        unsigned long long u = iv < 0 ? 0ULL - (unsigned long long)iv
-                                      : (unsigned long long)iv;
-        char *p = num + sizeof(num);
-        do {
-            *--p = (char)('0' + u % 10);
-            u /= 10;
-        } while (u != 0);
-        if (iv < 0)
-            *--p = '-';
-        return gkm_buf_append(out, p, (size_t)(num + sizeof(num) - p));
+        char *end = gkm_fmt_ll(num, (long long)json_integer_value(v));
+        return gkm_buf_append(out, num, (size_t)(end - num));
     }
     case JSON_REAL:
         return write_real(out, json_real_value(v));

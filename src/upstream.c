@@ -718,13 +718,14 @@ static int set_url(struct gkm_xfer *x, const char *url)
         return 0;
     }
     size_t tlen = strcspn(rest, "#");
-    size_t len = (tlen == 0 || rest[0] != '/') ? 1 : 0;
+    int lead = tlen == 0 || rest[0] != '/'; /* the target starts with '/' */
+    size_t len = lead ? 1 : 0;
     for (size_t i = 0; i < tlen; i++)
         len += up->target_ok[(unsigned char)rest[i]] ? 1 : 3;
     char small[512];
     char *t = len < sizeof(small) ? small : gkm_xmalloc(len + 1);
     char *w = t;
-    if (tlen == 0 || rest[0] != '/')
+    if (lead)
         *w++ = '/';
     for (size_t i = 0; i < tlen; i++) {
         unsigned char c = (unsigned char)rest[i];

@@ -255,25 +255,26 @@ time_t gkm_now(void)
     return time(NULL);
 }
 
-int64_t gkm_now_ms(void)
+static int64_t clock_ms(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(id, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t gkm_now_ms(void)
+{
+    return clock_ms(CLOCK_REALTIME);
 }
 
 int64_t gkm_mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return clock_ms(CLOCK_MONOTONIC);
 }
 
 int64_t gkm_mono_coarse_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return clock_ms(CLOCK_MONOTONIC_COARSE);
 }
 
 /* ASCII only, without the locale lookup of tolower(): header names are
