@@ -17,7 +17,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       gcc libc6-dev make cmake pkg-config \
-      libevent-dev libhttp-parser-dev libcurl4-openssl-dev libjansson-dev \
+      libevent-dev libhttp-parser-dev libcurl4-openssl-dev zlib1g-dev libjansson-dev \
       libcmocka-dev python3-minimal \
  && rm -rf /var/lib/apt/lists/*
 
@@ -36,7 +36,7 @@ LABEL org.opencontainers.image.title="gemini-key-manager" \
 
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libevent-2.1-7 libhttp-parser2.9 libcurl4 libjansson4 ca-certificates tzdata \
+      libevent-2.1-7 libhttp-parser2.9 libcurl4 zlib1g libjansson4 ca-certificates tzdata \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /data \
       --no-create-home --shell /usr/sbin/nologin gkm \

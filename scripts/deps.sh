@@ -7,7 +7,7 @@
 set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config libevent-dev libhttp-parser-dev libcurl4-openssl-dev
-      libjansson-dev libcmocka-dev python3 curl ca-certificates tzdata)
+      zlib1g-dev libjansson-dev libcmocka-dev python3 curl ca-certificates tzdata openssl)
 if [[ "${1:-}" == "--bench" ]]; then
   PKGS+=(nginx-light wrk)
 fi

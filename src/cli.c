@@ -225,6 +225,8 @@ int gkm_cli_keys_check(const struct gkm_config *cfg,
         .connect_timeout_ms = (long)cfg->connect_timeout_ms,
         .idle_timeout_ms = 30000,
         .proxy = gkm_config_proxy(cfg), /* the same route as the proxy */
+        .http2 = cfg->upstream_http2,
+        .cainfo = cfg->upstream_ca,
     };
     if (run.base == NULL ||
         (run.up = gkm_upstream_new(run.base, &uo, log)) == NULL)

@@ -39,6 +39,8 @@ struct gkm_config {
     char *upstream; /* base URL without trailing slash */
     char *public_url; /* --public-url without trailing slash, or NULL */
     char *upstream_proxy; /* --upstream-proxy: URL, "none", or NULL (env) */
+    int upstream_http2;   /* --upstream-http 2 (libcurl transfers) */
+    char *upstream_ca;    /* --upstream-ca FILE, or NULL: the system's */
     enum gkm_log_level log_level;
     char *log_file; /* NULL: console only */
     uint64_t log_max_bytes;

@@ -85,6 +85,10 @@ static int run_check(const struct gkm_config *cfg, const struct gkm_keyfile *kf)
         else
             printf("  upstream proxy  %s\n", pu);
     }
+    printf("  upstream HTTP   %s\n", cfg->upstream_http2 ? "2 (libcurl transfers)"
+                                                          : "1.1");
+    if (cfg->upstream_ca != NULL)
+        printf("  upstream CA     %s\n", cfg->upstream_ca);
     printf("  key file        %s: %zu key(s)\n", cfg->keys_path, kf->n);
     for (size_t i = 0; i < kf->n; i++) {
         char m[GKM_MASK_LEN];
@@ -209,6 +213,8 @@ int main(int argc, char **argv)
         .idle_timeout_ms = (long)cfg->idle_timeout_ms,
         .verbose = 0,
         .proxy = gkm_config_proxy(cfg),
+        .http2 = cfg->upstream_http2,
+        .cainfo = cfg->upstream_ca,
     };
     app.up = gkm_upstream_new(app.base, &uo, app.log);
     if (app.up == NULL)

@@ -23,6 +23,7 @@
  * transfers are live, checks when each last received a byte.
  */
 #include "upstream.h"
+#include "upstream_int.h"
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -37,41 +38,15 @@
 #include "log.h"
 #include "util.h"
 
-#define MAX_RESPONSE_HEADERS 200
-#define MAX_HEADER_BYTES (256 * 1024)
-/* Easy handles are recycled rather than created per request: creating one
- * costs more than the rest of a small request. */
-#define IDLE_HANDLES 64
+#define MAX_RESPONSE_HEADERS GKM_UP_MAX_RESPONSE_HEADERS
+#define MAX_HEADER_BYTES GKM_UP_MAX_HEADER_BYTES
+#define IDLE_HANDLES GKM_UP_IDLE_HANDLES
 /* How often live transfers are checked against --idle-timeout. */
 #define SWEEP_MS 1000
 
-struct gkm_upstream {
-    struct event_base *base;
-    CURLM *multi;
-    struct event *timer;
-    struct event *sweep; /* idle check, pending while active > 0 */
-    struct gkm_log *log;
-    struct gkm_upstream_opts opts;
-    size_t active;
-    struct gkm_xfer *head; /* all live transfers, for gkm_upstream_free */
-    CURL *idle[IDLE_HANDLES]; /* reset easy handles kept for reuse */
-    size_t nidle;
-    struct sockinfo **socks; /* by fd: every socket with an event */
-    size_t nsocks;
-    unsigned char *owned; /* by fd: 1 for connection sockets we opened */
-    size_t nowned;
-    /* The last origin ("scheme://host:port") seen, parsed once and shared
-     * by the transfers to it (see set_url). */
-    struct origin *origin;
-    unsigned char target_ok[256]; /* target_char() of every byte */
-    /* Without --upstream-proxy: the proxy variables libcurl would read on
-     * every transfer, read once (see env_proxy). "" means none. */
-    char *env_proxy_http, *env_proxy_https, *env_noproxy;
-    int quick_runs;         /* 0 ms timers run in this loop pass ... */
-    struct timeval quick_tv; /* ... the pass's cached time (on_curl_timer) */
-};
 
 struct gkm_xfer {
+    int kind; /* GKM_UPK_CURL (upstream_int.h) */
     struct gkm_upstream *up;
     CURL *easy;
     struct curl_slist *hdrs; /* in one block of hdrs_size bytes with the
@@ -162,6 +137,19 @@ static void xfer_free(struct gkm_xfer *x)
     gkm_buf_free(&x->hb);
     free(x->resp_hdrs);
     free(x);
+    gkm_up_active_dec(up);
+}
+
+void gkm_up_active_inc(struct gkm_upstream *up)
+{
+    if (up->active++ == 0) {
+        struct timeval tv = {SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000};
+        evtimer_add(up->sweep, &tv);
+    }
+}
+
+void gkm_up_active_dec(struct gkm_upstream *up)
+{
     if (--up->active == 0 && up->sweep)
         evtimer_del(up->sweep);
 }
@@ -177,6 +165,11 @@ static void check_done(struct gkm_upstream *up)
         CURLcode res = msg->data.result;
         struct gkm_xfer *x = NULL;
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
+        if (x != NULL && x->kind == GKM_UPK_CONN) {
+            /* An h1 connection: connected, or failed to. */
+            gkm_h1_connected((struct h1conn *)(void *)x, res);
+            continue;
+        }
         /* msg is invalid once the handle is removed: copy first. */
         curl_multi_remove_handle(up->multi, easy);
         if (x == NULL)
@@ -242,6 +235,7 @@ again:
             goto again;
         }
     }
+    gkm_h1_sweep(up, now);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -547,6 +541,8 @@ void gkm_upstream_free(struct gkm_upstream *up)
 {
     if (up == NULL)
         return;
+    if (up->multi)
+        gkm_h1_free_all(up);
     while (up->head != NULL)
         xfer_free(up->head);
     while (up->nidle > 0)
@@ -639,15 +635,51 @@ static int target_char(unsigned char c)
     }
 }
 
+const char *gkm_up_proxy_for(const struct gkm_upstream *up, const char *url)
+{
+    if (up->opts.proxy != NULL)
+        return up->opts.proxy;
+    return strncmp(url, "https:", 6) == 0 ? up->env_proxy_https
+                                          : up->env_proxy_http;
+}
+
 /* Whether this transfer's request line must carry the absolute URL: a
  * plain-http upstream through an HTTP proxy (an https one is tunnelled
  * with CONNECT, and a SOCKS proxy relays bytes). */
-static int absolute_form(const struct gkm_upstream *up, const char *url)
+int gkm_up_absolute_form(const struct gkm_upstream *up, const char *url)
 {
     if (strncmp(url, "http:", 5) != 0)
         return 0;
-    const char *p = up->opts.proxy != NULL ? up->opts.proxy : up->env_proxy_http;
+    const char *p = gkm_up_proxy_for(up, url);
     return p != NULL && p[0] != '\0' && strncasecmp(p, "socks", 5) != 0;
+}
+
+size_t gkm_up_target_len(const struct gkm_upstream *up, const char *rest,
+                         size_t n)
+{
+    size_t len = n == 0 || rest[0] != '/' ? 1 : 0;
+    for (size_t i = 0; i < n; i++)
+        len += up->target_ok[(unsigned char)rest[i]] ? 1 : 3;
+    return len;
+}
+
+char *gkm_up_target_put(const struct gkm_upstream *up, const char *rest,
+                        size_t n, char *w)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (n == 0 || rest[0] != '/')
+        *w++ = '/';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)rest[i];
+        if (up->target_ok[c]) {
+            *w++ = (char)c;
+        } else {
+            *w++ = '%';
+            *w++ = hex[c >> 4];
+            *w++ = hex[c & 15];
+        }
+    }
+    return w;
 }
 
 /* A copy of the origin with rest ("/path?query#fragment") set in it,
@@ -697,7 +729,6 @@ static CURLU *url_with(const struct origin *o, const char *url,
  * curl encodes them. Returns -1 if curl does not accept url. */
 static int set_url(struct gkm_xfer *x, const char *url)
 {
-    static const char hex[] = "0123456789ABCDEF";
     struct gkm_upstream *up = x->up;
     CURL *e = x->easy;
     const char *sep = strstr(url, "://");
@@ -709,7 +740,7 @@ static int set_url(struct gkm_xfer *x, const char *url)
     x->origin = origin_get(up, url, n);
     if (x->origin == NULL)
         return -1;
-    if (absolute_form(up, url)) {
+    if (gkm_up_absolute_form(up, url)) {
         x->url = url_with(x->origin, url, rest);
         if (x->url == NULL)
             return -1;
@@ -718,26 +749,10 @@ static int set_url(struct gkm_xfer *x, const char *url)
         return 0;
     }
     size_t tlen = strcspn(rest, "#");
-    int lead = tlen == 0 || rest[0] != '/'; /* the target starts with '/' */
-    size_t len = lead ? 1 : 0;
-    for (size_t i = 0; i < tlen; i++)
-        len += up->target_ok[(unsigned char)rest[i]] ? 1 : 3;
+    size_t len = gkm_up_target_len(up, rest, tlen);
     char small[512];
     char *t = len < sizeof(small) ? small : gkm_xmalloc(len + 1);
-    char *w = t;
-    if (lead)
-        *w++ = '/';
-    for (size_t i = 0; i < tlen; i++) {
-        unsigned char c = (unsigned char)rest[i];
-        if (up->target_ok[c]) {
-            *w++ = (char)c;
-        } else {
-            *w++ = '%';
-            *w++ = hex[c >> 4];
-            *w++ = hex[c & 15];
-        }
-    }
-    *w = '\0';
+    *gkm_up_target_put(up, rest, tlen, t) = '\0';
     curl_easy_setopt(e, CURLOPT_CURLU, x->origin->u);
     CURLcode rc = curl_easy_setopt(e, CURLOPT_REQUEST_TARGET, t); /* copied */
     if (t != small)
@@ -748,7 +763,7 @@ static int set_url(struct gkm_xfer *x, const char *url)
 /* The options every transfer shares, set once per easy handle: recycled
  * handles keep them (no curl_easy_reset), and gkm_xfer_start sets the
  * per-request ones, including the method, every time. */
-static void setup_handle(struct gkm_upstream *up, CURL *e)
+void gkm_up_setup_handle(struct gkm_upstream *up, CURL *e)
 {
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_curl_header);
@@ -780,6 +795,8 @@ static void setup_handle(struct gkm_upstream *up, CURL *e)
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, up);
     if (up->opts.verbose)
         curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+    if (up->opts.cainfo != NULL)
+        curl_easy_setopt(e, CURLOPT_CAINFO, up->opts.cainfo);
     if (up->opts.proxy != NULL) {
         curl_easy_setopt(e, CURLOPT_PROXY, up->opts.proxy);
     } else {
@@ -854,7 +871,11 @@ struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
                                 size_t bodylen, const struct gkm_xfer_cbs *cbs,
                                 void *arg)
 {
+    if (!up->opts.http2 && !gkm_up_absolute_form(up, url))
+        return gkm_h1_start(up, method, url, headers, nheaders, body, bodylen,
+                            cbs, arg);
     struct gkm_xfer *x = gkm_xcalloc(1, sizeof(*x));
+    x->kind = GKM_UPK_CURL;
     x->up = up;
     gkm_buf_init(&x->hb, MAX_HEADER_BYTES);
     x->cbs = *cbs;
@@ -862,7 +883,7 @@ struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
     if (up->nidle > 0) {
         x->easy = up->idle[--up->nidle];
     } else if ((x->easy = curl_easy_init()) != NULL) {
-        setup_handle(up, x->easy);
+        gkm_up_setup_handle(up, x->easy);
     } else {
         goto fail;
     }
@@ -872,9 +893,7 @@ struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
 
     CURL *e = x->easy;
     if (up->opts.proxy == NULL)
-        curl_easy_setopt(e, CURLOPT_PROXY,
-                         strncmp(url, "https:", 6) == 0 ? up->env_proxy_https
-                                                        : up->env_proxy_http);
+        curl_easy_setopt(e, CURLOPT_PROXY, gkm_up_proxy_for(up, url));
     curl_easy_setopt(e, CURLOPT_PRIVATE, x);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
@@ -904,10 +923,7 @@ struct gkm_xfer *gkm_xfer_start(struct gkm_upstream *up, const char *method,
         up->head->prev = x;
     up->head = x;
     x->last_io_ms = gkm_mono_coarse_ms();
-    if (up->active++ == 0) {
-        struct timeval tv = {SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000};
-        evtimer_add(up->sweep, &tv);
-    }
+    gkm_up_active_inc(up);
     if (curl_multi_add_handle(up->multi, e) != CURLM_OK) {
         xfer_free(x);
         return NULL;
@@ -927,6 +943,10 @@ void gkm_xfer_cancel(struct gkm_xfer *x)
 {
     if (x == NULL)
         return;
+    if (x->kind != GKM_UPK_CURL) {
+        gkm_h1_cancel(x);
+        return;
+    }
     x->cancelled = 1;
     if (x->in_cb)
         return; /* freed by check_done once curl reports the abort */
@@ -935,7 +955,13 @@ void gkm_xfer_cancel(struct gkm_xfer *x)
 
 void gkm_xfer_resume(struct gkm_xfer *x)
 {
-    if (x == NULL || x->cancelled)
+    if (x == NULL)
+        return;
+    if (x->kind != GKM_UPK_CURL) {
+        gkm_h1_resume(x);
+        return;
+    }
+    if (x->cancelled)
         return;
     x->paused = 0;
     x->last_io_ms = gkm_mono_coarse_ms();
@@ -946,5 +972,16 @@ void gkm_xfer_resume(struct gkm_xfer *x)
         /* Cancelled from inside a re-entered callback: the write callback
          * refused the data, so curl will report the transfer done. */
         return;
+    }
+}
+
+void gkm_up_unpark(struct gkm_upstream *up, curl_socket_t fd)
+{
+    if (fd < 0 || (size_t)fd >= up->nsocks || up->socks[fd] == NULL)
+        return;
+    struct sockinfo *si = up->socks[fd];
+    if (si->added) {
+        event_del(si->ev);
+        si->added = 0;
     }
 }

@@ -54,6 +54,13 @@ struct gkm_upstream_opts {
     const char *proxy;    /* CURLOPT_PROXY ("" none) or NULL: libcurl's
                              environment variables; borrowed for the
                              upstream's lifetime */
+    const char *cainfo;   /* CURLOPT_CAINFO, or NULL: libcurl's default;
+                             borrowed for the upstream's lifetime */
+    int http2;            /* 1: every exchange is a libcurl transfer, which
+                             offers HTTP/2 (ALPN); 0: HTTP/1.1 written and
+                             read here over libcurl's connections (a plain
+                             http upstream through an HTTP proxy still goes
+                             through libcurl's transfers) */
 };
 
 /* Bind a curl multi to base. Returns NULL on failure (logged). */
