@@ -546,21 +546,23 @@ void gkm_h1_connected(struct h1conn *c, CURLcode res)
     struct h1x *x = c->x;
     char msg[CURL_ERROR_SIZE + 64];
     curl_socket_t fd = CURL_SOCKET_BAD;
-    if (res == CURLE_OK &&
-        (curl_easy_getinfo(c->easy, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK ||
-         fd == CURL_SOCKET_BAD))
-        res = CURLE_COULDNT_CONNECT;
-    if (res == CURLE_OK) {
-        gkm_up_unpark(up, fd);
-        c->fd = fd;
-        c->ev = event_new(up->base, fd, EV_READ | EV_PERSIST, gkm_h1_on_event, c);
-        /* Attach the connection to its handle (see the top); nothing is
-         * there to read yet. */
-        if (c->ev == NULL || gkm_h1c_attach(c, msg, sizeof(msg)) != 0)
-            res = CURLE_RECV_ERROR;
-    } else {
+    if (res != CURLE_OK) {
         snprintf(msg, sizeof(msg), "%s",
                  c->errbuf[0] ? c->errbuf : curl_easy_strerror(res));
+    } else if (curl_easy_getinfo(c->easy, CURLINFO_ACTIVESOCKET, &fd) !=
+                   CURLE_OK ||
+               fd == CURL_SOCKET_BAD ||
+               (c->ev = event_new(up->base, fd, EV_READ | EV_PERSIST,
+                                  gkm_h1_on_event, c)) == NULL) {
+        snprintf(msg, sizeof(msg), "no socket for the new connection");
+        res = CURLE_COULDNT_CONNECT;
+    } else {
+        gkm_up_unpark(up, fd);
+        c->fd = fd;
+        /* Attach the connection to its handle (upstream_h1conn.c); nothing
+         * is there to read yet. */
+        if (gkm_h1c_attach(c, msg, sizeof(msg)) != 0)
+            res = CURLE_RECV_ERROR;
     }
     if (res != CURLE_OK) {
         if (x != NULL) {

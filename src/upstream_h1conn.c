@@ -83,9 +83,8 @@ void gkm_h1c_close(struct h1conn *c)
     free(c);
 }
 
-/* A new connection to key[0..keylen), connecting. NULL on failure. */
 struct h1conn *gkm_h1c_new(struct gkm_upstream *up, const char *key,
-                               size_t keylen)
+                           size_t keylen)
 {
     struct h1conn *c = gkm_xcalloc(1, sizeof(*c) + keylen + 1);
     c->kind = GKM_UPK_CONN;
@@ -120,7 +119,6 @@ struct h1conn *gkm_h1c_new(struct gkm_upstream *up, const char *key,
     return c;
 }
 
-/* Keep c for the next request to its origin, or close it. */
 void gkm_h1c_pool(struct h1conn *c)
 {
     struct gkm_upstream *up = c->up;
@@ -139,9 +137,8 @@ void gkm_h1c_pool(struct h1conn *c)
     gkm_h1c_watch(c, EV_READ);
 }
 
-/* A pooled connection to key, or NULL. */
 struct h1conn *gkm_h1c_take(struct gkm_upstream *up, const char *key,
-                                size_t keylen)
+                            size_t keylen)
 {
     for (struct h1conn *c = up->h1_idle; c != NULL; c = c->next) {
         if (c->keylen == keylen && memcmp(c->key, key, keylen) == 0) {
@@ -152,10 +149,8 @@ struct h1conn *gkm_h1c_take(struct gkm_upstream *up, const char *key,
     return NULL;
 }
 
-/* Read up to n bytes. Returns the count, 0 at the end of the stream, -1
- * when nothing is there yet, -2 on an error (described in msg). */
 ssize_t gkm_h1c_recv(struct h1conn *c, char *buf, size_t n, char *msg,
-                         size_t msglen)
+                     size_t msglen)
 {
     if (c->raw) {
         ssize_t r;
@@ -180,10 +175,10 @@ ssize_t gkm_h1c_recv(struct h1conn *c, char *buf, size_t n, char *msg,
     return -2;
 }
 
-/* Send from two pieces. Returns the bytes taken, -1 when none could be,
- * -2 on an error (described in msg). */
+/* On TLS, a send that could not go out is repeated with the same
+ * arguments (OpenSSL requires it): x->sent only moves on success. */
 ssize_t gkm_h1c_send(struct h1conn *c, const char *a, size_t an,
-                         const char *b, size_t bn, char *msg, size_t msglen)
+                     const char *b, size_t bn, char *msg, size_t msglen)
 {
     if (c->raw) {
         struct iovec iov[2] = {{(void *)a, an}, {(void *)b, bn}};
@@ -213,8 +208,6 @@ ssize_t gkm_h1c_send(struct h1conn *c, const char *a, size_t an,
     return -2;
 }
 
-/* Attach a new connection to its handle for good (see the top): one read,
- * which finds nothing yet. Returns 0, or -1 (described in msg). */
 int gkm_h1c_attach(struct h1conn *c, char *msg, size_t msglen)
 {
     char b[1];
