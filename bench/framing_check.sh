@@ -4,9 +4,10 @@
 # framing HTTP/1.1 by hand over libcurl's connections? Side by side on one
 # fake upstream: gemini-key-manager, nginx (worker_processes 1), and two
 # bare relays on the same lean server (bench/hprelay.c: libcurl's
-# multi_socket transfers, as the proxy uses libcurl; bench/corelay.c:
-# CURLOPT_CONNECT_ONLY, the request written in one piece, the answer parsed
-# by libhttp-parser). Prints, per round, requests per second and user /
+# multi_socket transfers, as the proxy uses libcurl with --upstream-http 2;
+# bench/corelay.c: CURLOPT_CONNECT_ONLY, the request written in one piece,
+# the answer parsed by libhttp-parser, which is the design of the proxy's
+# default engine, without its checks and limits). Prints, per round, requests per second and user /
 # system CPU time per request at 64 connections, then the added p50
 # latency at one connection with everything on one CPU.
 #

@@ -37,8 +37,8 @@ struct gkm_xfer_cbs {
                                    const struct gkm_header *hdrs, size_t n);
     /* Body bytes as they arrive (decoded if the upstream compressed them).
      * GKM_DATA_PAUSE means "not consumed, call again with the same bytes
-     * after gkm_xfer_resume"; GKM_DATA_ABORT stops the transfer. May be
-     * called from inside gkm_xfer_resume. */
+     * (possibly followed by more) after gkm_xfer_resume"; GKM_DATA_ABORT
+     * stops the transfer. May be called from inside gkm_xfer_resume. */
     enum gkm_data_rc (*on_data)(void *arg, const char *p, size_t n);
     /* The end. ok is 1 when the whole response arrived; otherwise errmsg
      * says why (connect failure, timeout, reset, aborted) and timed_out is
@@ -75,7 +75,9 @@ size_t gkm_upstream_active(const struct gkm_upstream *up);
 /* Start a request. url is absolute ("scheme://host[:port]/path?query";
  * path and query go out as given, except bytes a request target may not
  * hold, which are percent-encoded; anything after '#' is dropped; NULL is
- * returned for a URL curl cannot parse); headers are "Name: value" lines
+ * returned for a URL that is not http(s)://authority..., or one curl
+ * cannot parse with --upstream-http 2; a host that cannot be reached is
+ * reported through on_done); headers are "Name: value" lines
  * (copied); body (may be NULL when bodylen is 0) is borrowed and must stay
  * valid until the transfer ends. "Accept-Encoding: identity" is sent; an
  * answer compressed anyway is decoded before the callbacks see it. */

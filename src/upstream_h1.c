@@ -69,6 +69,8 @@ struct h1x {
     struct gkm_buf held; /* body bytes the consumer paused on */
     z_stream *z;        /* inflating a compressed answer */
     int in_cb, cancelled, paused, retried;
+    int send_failed;    /* the rest of the request cannot go out ... */
+    char send_err[CURL_ERROR_SIZE + 64]; /* ... and why */
     int64_t last_io_ms;
     struct h1x *prev, *next; /* live exchanges */
     size_t keylen;
@@ -79,7 +81,8 @@ struct h1x {
  * (finished, or moved to a new connection). */
 enum { GO = 0, PAUSED = 1, GONE = 2 };
 
-static void pump(struct h1x *x);
+static int pump(struct h1x *x);
+static int sending(const struct h1x *x);
 static int send_more(struct h1x *x);
 
 /* ---- exchanges ----------------------------------------------------- */
@@ -176,6 +179,7 @@ static void fail_or_retry(struct h1x *x, const char *msg)
             release(x, 0);
             x->retried = 1;
             x->sent = 0;
+            x->send_failed = 0;
             x->c = c;
             c->x = x;
             c->uses = 1;
@@ -289,7 +293,9 @@ static int hcb_headers_done(http_parser *p)
         x->aborted = 1;
         return -1;
     }
-    return x->head ? 1 : 0; /* 1: no body follows */
+    /* 1: no body follows, whatever Content-Length says (RFC 9110 6.4.1;
+     * libhttp-parser 2.9 would wait for the bytes it announces). */
+    return x->head || x->status == 204 || x->status == 304 ? 1 : 0;
 }
 
 /* Hand body bytes to the consumer, or keep them if it paused before.
@@ -422,13 +428,15 @@ static int give_held(struct h1x *x)
 }
 
 /* Read and parse until the socket is drained, the answer ends, or the
- * consumer pauses. */
-static void pump(struct h1x *x)
+ * consumer pauses. GO: x waits for more on the same connection; PAUSED;
+ * GONE: x finished or moved to a new connection (its old one may be
+ * freed). */
+static int pump(struct h1x *x)
 {
     char msg[CURL_ERROR_SIZE + 64];
     int r = give_held(x);
     if (r == GONE)
-        return;
+        return GONE;
     if (r == PAUSED)
         goto paused;
     if (HTTP_PARSER_ERRNO(&x->p) == HPE_PAUSED)
@@ -437,7 +445,7 @@ static void pump(struct h1x *x)
         if (x->rpos < x->rlen) {
             r = parse(x);
             if (r == GONE)
-                return;
+                return GONE;
             if (r == PAUSED)
                 goto paused;
             continue;
@@ -449,43 +457,45 @@ static void pump(struct h1x *x)
             break;
         if (n == -2) {
             fail_or_retry(x, msg);
-            return;
+            return GONE;
         }
         if (n == 0) {
             /* The end of the stream: ends a close-delimited answer. */
             x->rpos = x->rlen = 0;
             http_parser_execute(&x->p, &answer_settings, NULL, 0);
-            if (x->cancelled) {
+            if (x->cancelled)
                 finish(x, 0, 0, 0, "cancelled");
-            } else if (x->complete) {
+            else if (x->complete)
                 finish(x, 1, 0, 0, NULL);
-            } else if (x->paused) {
-                /* A close-delimited body was paused on as it ended. */
-                x->rlen = x->rpos = 0;
-                goto paused;
-            } else {
+            else if (x->send_failed && !x->got_answer)
+                fail_or_retry(x, x->send_err);
+            else
                 fail_or_retry(x, x->got_answer
                                      ? "upstream closed the connection "
                                        "before the answer ended"
                                      : "upstream closed the connection "
                                        "without answering");
-            }
-            return;
+            return GONE;
         }
         x->got_answer = 1;
         x->last_io_ms = gkm_mono_coarse_ms();
         x->rlen = (size_t)n;
         x->rpos = 0;
     }
-    gkm_h1c_watch(x->c, x->sent < x->reqlen + x->bodylen ? EV_READ | EV_WRITE
-                                                   : EV_READ);
-    return;
+    gkm_h1c_watch(x->c, sending(x) ? EV_READ | EV_WRITE : EV_READ);
+    return GO;
 paused:
-    if (x->c != NULL)
-        gkm_h1c_watch(x->c, x->sent < x->reqlen + x->bodylen ? EV_WRITE : 0);
+    gkm_h1c_watch(x->c, sending(x) ? EV_WRITE : 0);
+    return PAUSED;
 }
 
 /* ---- the request ---------------------------------------------------- */
+
+/* Whether request bytes remain to be sent. */
+static int sending(const struct h1x *x)
+{
+    return !x->send_failed && x->sent < x->reqlen + x->bodylen;
+}
 
 /* Send what the socket takes. GONE when x finished or moved to a new
  * connection (its old one may be freed), else GO. */
@@ -511,8 +521,12 @@ static int send_more(struct h1x *x)
             return GO;
         }
         if (n < 0) {
-            fail_or_retry(x, msg);
-            return GONE;
+            /* The server may have answered early (413, 400) and closed:
+             * that answer, if it is there, is the outcome (pump; the
+             * connection is not kept with the request unsent). */
+            x->send_failed = 1;
+            snprintf(x->send_err, sizeof(x->send_err), "%s", msg);
+            return pump(x) == GONE ? GONE : GO;
         }
         x->sent += (size_t)n;
         x->last_io_ms = gkm_mono_coarse_ms();
@@ -533,11 +547,12 @@ void gkm_h1_on_event(evutil_socket_t fd, short what, void *arg)
             gkm_h1c_close(c);
         return;
     }
-    if ((what & EV_WRITE) && x->sent < x->reqlen + x->bodylen &&
-        send_more(x) == GONE)
+    /* Reading first: an answer that arrives while the request is still
+     * going out (an early 413) is taken before a send fails on it. */
+    if ((what & EV_READ) && !x->paused && pump(x) == GONE)
         return;
-    if ((what & EV_READ) && !x->paused)
-        pump(x);
+    if ((what & EV_WRITE) && sending(x))
+        (void)send_more(x);
 }
 
 void gkm_h1_connected(struct h1conn *c, CURLcode res)

@@ -128,6 +128,7 @@ void gkm_h1c_pool(struct h1conn *c)
     }
     c->x = NULL;
     c->idle = 1;
+    c->idle_since_ms = gkm_mono_coarse_ms();
     c->prev = NULL;
     c->next = up->h1_idle;
     if (c->next)
@@ -140,7 +141,16 @@ void gkm_h1c_pool(struct h1conn *c)
 struct h1conn *gkm_h1c_take(struct gkm_upstream *up, const char *key,
                             size_t keylen)
 {
-    for (struct h1conn *c = up->h1_idle; c != NULL; c = c->next) {
+    int64_t now = gkm_mono_coarse_ms();
+    struct h1conn *c = up->h1_idle, *next;
+    for (; c != NULL; c = next) {
+        next = c->next;
+        if (now - c->idle_since_ms > GKM_UP_MAX_IDLE_AGE_MS) {
+            /* A NAT or load balancer may have forgotten it without a
+             * word: not worth a request's wait (libcurl's rule too). */
+            gkm_h1c_close(c);
+            continue;
+        }
         if (c->keylen == keylen && memcmp(c->key, key, keylen) == 0) {
             pool_unlink(c);
             return c;

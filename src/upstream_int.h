@@ -34,8 +34,10 @@ enum gkm_up_kind {
 /* Easy handles are recycled rather than created per request: creating one
  * costs more than the rest of a small request. */
 #define GKM_UP_IDLE_HANDLES 64
-/* Connections kept open between requests, per engine. */
+/* Connections kept open between requests, per engine, and for how long
+ * an idle one may be reused (libcurl's CURLOPT_MAXAGE_CONN default). */
 #define GKM_UP_MAX_IDLE_CONNS 512
+#define GKM_UP_MAX_IDLE_AGE_MS 118000
 #define GKM_UP_MAX_RESPONSE_HEADERS 200
 #define GKM_UP_MAX_HEADER_BYTES (256 * 1024)
 
@@ -110,7 +112,8 @@ struct h1conn {
     struct event *ev;   /* on fd, once connected */
     short watching;     /* the flags ev is added with (0: not added) */
     int raw;            /* plain TCP: bytes go to fd directly */
-    int idle;           /* in the pool */
+    int idle;           /* in the pool ... */
+    int64_t idle_since_ms; /* ... since (gkm_mono_coarse_ms) */
     unsigned uses;      /* exchanges started on it */
     struct h1x *x;      /* the exchange on it (NULL: idle or orphaned) */
     struct h1conn *prev, *next;         /* the pool */

@@ -146,6 +146,18 @@ class WireServer:
                     k, v = l.split(":", 1)
                     hdrs.setdefault(k.strip().lower(), []).append(v.strip())
                 n = int(hdrs.get("content-length", ["0"])[0])
+                if hdrs.get("x-case") == ["early"]:
+                    # Refuse a large body at once, unread, and close hard.
+                    with self.lock:
+                        self.requests.append({"conn": conn_no, "nth": nth + 1,
+                                              "method": method, "target": target,
+                                              "version": version, "headers": hdrs,
+                                              "body": None})
+                    c.sendall(b"HTTP/1.1 413 Payload Too Large\r\n"
+                              b"Content-Type: application/json\r\n"
+                              b"Connection: close\r\nContent-Length: %d\r\n\r\n"
+                              % len(TOO_LARGE) + TOO_LARGE)
+                    return
                 while len(buf) < n:
                     d = c.recv(65536)
                     if not d:
@@ -174,6 +186,10 @@ class WireServer:
         self.sock.close()
 
 
+TOO_LARGE = json.dumps({"error": {"code": 413, "status": "FAILED_PRECONDITION",
+                                   "message": "Request payload too large."}}).encode()
+
+
 def ok_answer(extra=b""):
     return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + extra +
             b"Content-Length: %d\r\n\r\n" % len(ANSWER) + ANSWER)
@@ -190,6 +206,8 @@ def check_request(req, port):
     assert "authorization" not in h and "key=" not in req["target"]
     assert TOKEN not in json.dumps({k: v for k, v in h.items()})
     assert h["accept-encoding"] == ["identity"], h
+    if req["body"] is None:
+        return  # refused unread (the "early" case)
     assert h["content-length"] == [str(len(req["body"]))], h
     assert json.loads(req["body"]) == json.loads(gen_body()), req["body"]
 
@@ -282,6 +300,10 @@ def framed(conn, nth, req):
     if t == "close":
         return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                 b"Connection: close\r\n\r\n" + ANSWER, True)
+    if t in ("nobody204", "nobody304"):
+        code = int(t[6:])
+        return (b"HTTP/1.1 %d X\r\nContent-Length: 10\r\nETag: \"e\"\r\n\r\n" % code,
+                False)
     if t == "garbage":
         return (b"SPDY/3 what is this\r\n\r\n", True)
     if t == "short":
@@ -316,6 +338,20 @@ def answer_framings(fake):
                         assert h.get("x-empty") in ("", None), h
                     if case == "chunked":
                         assert "x-trailer" not in h, h
+                # An answer that comes while the request body is still
+                # going out (the server refuses it unread and closes) is
+                # the outcome, not a connection error.
+                big = json.dumps({"contents": [{"role": "user", "parts": [
+                    {"text": "x" * (24 << 20)}]}]})
+                st, _, body = px.request("POST", GEN, body=big,
+                                         headers={"X-Case": "early"})
+                assert st == 413, (engine, st, body[:300])
+                assert json.loads(body)["error"]["code"] == 413
+                # 204 and 304 have no body, whatever Content-Length says.
+                for code in (204, 304):
+                    st, _, body = px.request("POST", GEN, body=gen_body(),
+                                             headers={"X-Case": "nobody%d" % code})
+                    assert st == code and body == b"", (engine, code, st, body)
                 for case in ("garbage",):
                     st, _, body = px.request("POST", GEN, body=gen_body(),
                                              headers={"X-Case": case})
