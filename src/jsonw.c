@@ -51,7 +51,7 @@ static int special(unsigned char c)
     return c < 0x20 || c == '"' || c == '\\' || c >= 0x80;
 }
 
-static int write_string(struct gkm_buf *out, const char *str, size_t len)
+int gkm_json_write_string(struct gkm_buf *out, const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0, run = 0;
@@ -164,7 +164,8 @@ static int write_value(struct gkm_buf *out, const json_t *v, int depth)
     case JSON_REAL:
         return write_real(out, json_real_value(v));
     case JSON_STRING:
-        return write_string(out, json_string_value(v), json_string_length(v));
+        return gkm_json_write_string(out, json_string_value(v),
+                                     json_string_length(v));
     case JSON_ARRAY: {
         size_t n = json_array_size(v);
         if (gkm_buf_append(out, "[", 1) != 0)
@@ -186,8 +187,8 @@ static int write_value(struct gkm_buf *out, const json_t *v, int depth)
             if (!first && gkm_buf_append(out, ",", 1) != 0)
                 return -1;
             first = 0;
-            if (write_string(out, json_object_iter_key(it),
-                             json_object_iter_key_len(it)) != 0 ||
+            if (gkm_json_write_string(out, json_object_iter_key(it),
+                                      json_object_iter_key_len(it)) != 0 ||
                 gkm_buf_append(out, ":", 1) != 0 ||
                 write_value(out, json_object_iter_value(it), depth + 1) != 0)
                 return -1;

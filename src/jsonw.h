@@ -31,6 +31,12 @@
 int gkm_json_write(struct gkm_buf *out, const json_t *v)
     __attribute__((warn_unused_result));
 
+/* Append str[0..len) as a JSON string literal, escaped as json_dumps
+ * escapes it. Returns 0, or -1 when it is not valid UTF-8 or out's cap is
+ * reached (out may then hold a partial literal). */
+int gkm_json_write_string(struct gkm_buf *out, const char *str, size_t len)
+    __attribute__((warn_unused_result));
+
 /* The compact JSON text of v as a heap string (caller frees), its length
  * in *len if len != NULL; NULL where gkm_json_write fails. No cap beyond
  * memory: only for trees the proxy built or already parsed under a cap. */

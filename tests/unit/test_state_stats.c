@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "affinity.h"
 #include "keypool.h"
 #include "state.h"
 #include "util.h"
@@ -384,6 +385,89 @@ static void test_python_fixtures_then_stats(void **state)
     }
 }
 
+/* Names that need escaping are escaped; names that are not valid UTF-8
+ * (a model from a client's URL) leave out just the entry that holds them,
+ * as jansson would refuse them; the text stays valid JSON. */
+static void test_dump_strings(void **state)
+{
+    struct fx *f = *state;
+    const char *bad = "m\xff" "bad", *esc = "a\"q\\b\n", *utf = "gemini-\xc3\xa9";
+    gkm_pool_count(f->pool, 0, bad);
+    gkm_pool_count(f->pool, 0, esc);
+    gkm_pool_count(f->pool, 0, utf);
+    gkm_pool_add_tokens(f->pool, 0, bad, 5, 0, 0);
+    gkm_pool_add_tokens(f->pool, 0, esc, 7, 0, 0);
+    gkm_pool_bench(f->pool, 1, bad, RESET_MS, GKM_BENCH_QUOTA_DAY);
+    gkm_pool_bench(f->pool, 2, bad, RESET_MS, GKM_BENCH_QUOTA_DAY);
+    gkm_pool_bench(f->pool, 2, utf, RESET_MS, GKM_BENCH_QUOTA_DAY);
+    struct gkm_aff *a = gkm_aff_new(8);
+    gkm_aff_put(a, "files/\xff", 7, 0, NOW_MS + 1000);
+    gkm_aff_put(a, "files/ok", 8, 1, NOW_MS + 1000);
+    char *s = gkm_state_dump_ex(f->pool, a, TODAY, NOW_MS);
+    json_error_t jerr;
+    json_t *root = json_loads(s, 0, &jerr);
+    assert_non_null(root);
+    json_t *mc = json_object_get(json_object_get(root, "model_counts"), K0);
+    assert_int_equal(json_object_size(mc), 2); /* esc and utf, not bad */
+    assert_int_equal(json_integer_value(json_object_get(mc, esc)), 1);
+    assert_int_equal(json_integer_value(json_object_get(mc, utf)), 1);
+    /* The key total still counts all three. */
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(root, "counts"), K0)), 3);
+    json_t *ex = json_object_get(root, "exhausted_keys");
+    assert_null(json_object_get(ex, K1)); /* its only model cannot be written */
+    json_t *l2 = json_object_get(ex, K2);
+    assert_int_equal(json_array_size(l2), 1);
+    assert_string_equal(json_string_value(json_array_get(l2, 0)), utf);
+    json_t *gkm = json_object_get(root, "gkm");
+    assert_int_equal(json_array_size(json_object_get(gkm, "benches")), 1);
+    json_t *st = json_object_get(json_object_get(gkm, "stats"), K0);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(st, esc), "prompt_tokens")), 7);
+    assert_null(json_object_get(st, bad));
+    json_t *ow = json_object_get(gkm, "owners");
+    assert_int_equal(json_array_size(ow), 1);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(ow, 0), "name")), "files/ok");
+    json_decref(root);
+    free(s);
+    gkm_aff_free(a);
+}
+
+/* 10,000 keys, 9,999 benched for the day: every one is written, as
+ * {key: [model]} and as a bench, and the text parses. */
+static void test_dump_many_keys(void **state)
+{
+    (void)state;
+    size_t n = 10000;
+    struct gkm_pool_key_spec *spec = gkm_xcalloc(n, sizeof(*spec));
+    char (*sec)[48] = gkm_xcalloc(n, 48);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(sec[i], 48, "AIzaSyMANY%029zu", i);
+        spec[i].secret = sec[i];
+    }
+    struct gkm_pool *p = gkm_pool_new(spec, n);
+    for (size_t i = 0; i + 1 < n; i++)
+        gkm_pool_bench(p, i, "gemini-2.5-flash", RESET_MS, GKM_BENCH_QUOTA_DAY);
+    gkm_pool_count(p, n - 1, "gemini-2.5-flash");
+    char *s = gkm_state_dump(p, TODAY, NOW_MS);
+    json_t *root = json_loads(s, 0, NULL);
+    assert_non_null(root);
+    json_t *ex = json_object_get(root, "exhausted_keys");
+    assert_int_equal(json_object_size(ex), n - 1);
+    assert_string_equal(json_string_value(json_array_get(
+                            json_object_get(ex, sec[4321]), 0)),
+                        "gemini-2.5-flash");
+    assert_null(json_object_get(ex, sec[n - 1]));
+    assert_int_equal(json_array_size(json_object_get(
+                         json_object_get(root, "gkm"), "benches")), n - 1);
+    json_decref(root);
+    free(s);
+    gkm_pool_free(p);
+    free(spec);
+    free(sec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -398,6 +482,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_python_fixtures_then_stats,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dump_strings, setup, teardown),
+        cmocka_unit_test(test_dump_many_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
