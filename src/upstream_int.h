@@ -2,14 +2,15 @@
  * upstream_int.h - what the two upstream engines share; no other module
  * includes it.
  *
- *  - upstream.c: libcurl's own HTTP transfers on the multi_socket API
- *    (HTTP/2 with ALPN, --upstream-http 2), the multi handle and its
- *    libevent glue, and the public gkm_xfer_* entry points, which hand
- *    HTTP/1.1 exchanges to:
- *  - upstream_h1.c: HTTP/1.1 written and read by the proxy (the answer
- *    parsed by libhttp-parser) over connections libcurl makes
- *    (CURLOPT_CONNECT_ONLY on the same multi: DNS, proxies, TLS and its
- *    verification stay libcurl's), kept in a pool of our own.
+ *  - upstream.c: the multi handle and its libevent glue (multi_socket
+ *    API), options shared by every easy handle, and the public gkm_xfer_*
+ *    entry points, which hand each exchange to one of two engines:
+ *  - upstream_curl.c: libcurl's own HTTP transfers (HTTP/2 with ALPN,
+ *    --upstream-http 2);
+ *  - upstream_h1.c + upstream_h1conn.c: HTTP/1.1 written and read by the
+ *    proxy (the answer parsed by libhttp-parser) over connections libcurl
+ *    makes (CURLOPT_CONNECT_ONLY on the same multi: DNS, proxies, TLS and
+ *    its verification stay libcurl's), kept in a pool of our own.
  *
  * A struct gkm_xfer pointer given to callers points at either engine's
  * exchange, and CURLOPT_PRIVATE at either a libcurl transfer or an h1
@@ -101,6 +102,26 @@ void gkm_up_unpark(struct gkm_upstream *up, curl_socket_t fd);
 /* An exchange began / ended: counts it and arms or stops the idle sweep. */
 void gkm_up_active_inc(struct gkm_upstream *up);
 void gkm_up_active_dec(struct gkm_upstream *up);
+
+/* --- upstream_curl.c: libcurl's own transfers --- */
+
+/* gkm_xfer_start, gkm_xfer_cancel and gkm_xfer_resume for libcurl
+ * transfers; same contracts (upstream.h). */
+struct gkm_xfer *gkm_cx_start(struct gkm_upstream *up, const char *method,
+                              const char *url, const char *const *headers,
+                              size_t nheaders, const char *body,
+                              size_t bodylen, const struct gkm_xfer_cbs *cbs,
+                              void *arg);
+void gkm_cx_cancel(struct gkm_xfer *x);
+void gkm_cx_resume(struct gkm_xfer *x);
+/* libcurl reported x done with res; its handle already left the multi.
+ * Calls on_done (unless x was cancelled) and frees x. From check_done. */
+void gkm_cx_done(struct gkm_xfer *x, CURLcode res);
+/* Abort transfers that received nothing for --idle-timeout. */
+void gkm_cx_sweep(struct gkm_upstream *up, int64_t now);
+/* Free every transfer (no callbacks), the recycled handles and the shared
+ * origin. */
+void gkm_cx_free_all(struct gkm_upstream *up);
 
 /* --- upstream_h1conn.c: the HTTP/1.1 engine's connections --- */
 
