@@ -277,7 +277,7 @@ static int hcb_headers_done(http_parser *p)
         if (p->status_code == 101)
             return -1; /* no upgrade was asked for */
         x->interim = 1;
-        return 0;
+        return 1; /* a 1xx has no body, whatever Content-Length says */
     }
     x->status = p->status_code;
     if (start_inflate(x) != 0) {
@@ -322,6 +322,8 @@ static int give(struct h1x *x, const char *at, size_t n)
 static int hcb_body(http_parser *p, const char *at, size_t n)
 {
     struct h1x *x = p->data;
+    if (!x->headers_delivered)
+        return -1; /* no body before the final answer's headers */
     if (x->z == NULL) {
         if (give(x, at, n) != 0)
             return -1;

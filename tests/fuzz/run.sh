@@ -5,11 +5,12 @@
 #   tests/fuzz/run.sh [seconds-per-target] [target...]
 #
 # Defaults: 20 s each, all targets (fuzz_sse fuzz_jsonw fuzz_affinity
-# fuzz_oai_req fuzz_oai_resp fuzz_http fuzz_tap).
+# fuzz_oai_req fuzz_oai_resp fuzz_http fuzz_tap fuzz_h1).
 # Built directly with clang (the main CMake build uses gcc) with
 # -fsanitize=fuzzer,address,undefined against the pure sources they need.
 # Needs clang, libjansson-dev, and for fuzz_http libevent-dev and
-# libhttp-parser-dev; installs nothing.
+# libhttp-parser-dev (fuzz_h1: also libcurl4-openssl-dev and zlib1g-dev);
+# installs nothing.
 #
 # Output goes to $FUZZ_OUT (default <repo>/build-fuzz): the binaries, the
 # growing corpus per target (seeds stay untouched in tests/fuzz/corpus/),
@@ -23,7 +24,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out=${FUZZ_OUT:-$root/build-fuzz}
 cc=${CC_FUZZ:-clang}
-targets=${*:-fuzz_sse fuzz_jsonw fuzz_affinity fuzz_oai_req fuzz_oai_resp fuzz_http fuzz_tap}
+targets=${*:-fuzz_sse fuzz_jsonw fuzz_affinity fuzz_oai_req fuzz_oai_resp fuzz_http fuzz_tap fuzz_h1}
 
 case $secs in
     ''|*[!0-9]*) echo "run.sh: seconds must be a number" >&2; exit 2 ;;
@@ -48,6 +49,7 @@ srcs_for() {
         fuzz_affinity) echo "util.c affinity.c" ;;
         fuzz_http) echo "util.c buf.c log.c http.c http_reply.c" ;;
         fuzz_tap) echo "util.c buf.c gerror.c tap.c" ;;
+        fuzz_h1) echo "util.c buf.c upstream_h1.c" ;;
         *) echo "$oai" ;;
     esac
 }
@@ -60,6 +62,7 @@ for t in $targets; do
     echo "== building $t"
     libs=$jlibs
     [ "$t" = fuzz_http ] && libs="$jlibs $evcflags $evlibs"
+    [ "$t" = fuzz_h1 ] && libs="$jlibs $evcflags $evlibs $(pkg-config --cflags --libs libcurl zlib 2>/dev/null || echo -lcurl -lz)"
     # shellcheck disable=SC2086
     "$cc" $cflags -o "$out/$t" "$here/$t.c" $src $libs
     dict=$here/json.dict
