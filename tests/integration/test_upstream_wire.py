@@ -1,7 +1,8 @@
 """The upstream side of the wire: HTTP/1.1 as the proxy writes and reads it
 itself (the default, --upstream-http 1.1) and libcurl's transfers
 (--upstream-http 2). A TLS upstream (certificate verified, --upstream-ca,
-http/1.1 offered in ALPN, connections reused), a pooled connection the server
+http/1.1 offered in ALPN, connections reused; also through a CONNECT
+proxy), a pooled connection the server
 dropped (the request is sent again on a new one), and answer framings: 1xx
 interim answers, chunked bodies cut anywhere, close-delimited bodies, garbage,
 an answer cut short. Every case asserts both what the client got and what the
@@ -88,6 +89,50 @@ class TlsRelay:
         u = socket.create_connection(("127.0.0.1", self.target))
         threading.Thread(target=pipe, args=(u, t), daemon=True).start()
         pipe(t, u)
+
+    def close(self):
+        self.sock.close()
+
+
+class ConnectProxy:
+    """An HTTP proxy that only tunnels (CONNECT host:port), as corporate
+    proxies in front of Google do. Records each CONNECT target."""
+
+    def __init__(self):
+        self.targets = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.url = "http://127.0.0.1:%d" % self.port
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        head, rest = read_head(c, b"")
+        if head is None:
+            c.close()
+            return
+        line = head.split(b"\r\n")[0].decode("latin-1").split(" ")
+        if line[0] != "CONNECT":
+            c.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+            c.close()
+            return
+        self.targets.append(line[1])
+        host, port = line[1].rsplit(":", 1)
+        u = socket.create_connection((host, int(port)))
+        c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        if rest:
+            u.sendall(rest)
+        threading.Thread(target=pipe, args=(u, c), daemon=True).start()
+        pipe(c, u)
 
     def close(self):
         self.sock.close()
@@ -257,6 +302,39 @@ def tls_upstream_verified_and_reused(fake):
         assert relay.alpn == [] and relay.handshake_errors >= 1
     finally:
         relay.close()
+
+
+@test()
+def tls_through_a_connect_proxy(fake):
+    # Through a proxy that only tunnels, as corporate proxies in front of
+    # Google do. With the HTTP/1.1 engine the bytes go through libcurl's
+    # tunnel and TLS (curl_easy_send/recv), not to the socket: a request,
+    # a stream, and connections reused inside the tunnel. (The relay's
+    # fake speaks HTTP/1.1 only, so it offers h2 only to the engine that
+    # must refuse it.)
+    for engine, alpn in (("1.1", ["h2", "http/1.1"]), ("2", ["http/1.1"])):
+        relay = TlsRelay(fake.port, alpn)
+        px_ = ConnectProxy()
+        try:
+            fake.clear()
+            with Proxy("https://127.0.0.1:%d" % relay.port, keys=KEYS[:1],
+                       args=["--upstream-ca", relay.cert, "--upstream-http", engine,
+                             "--upstream-proxy", px_.url]) as px:
+                for _ in range(3):
+                    st, _, body = px.generate()
+                    assert st == 200, (engine, st, body)
+                fake.config(stream={"chunks": 3, "chunk_delay_ms": 20})
+                st, _, body = px.request(
+                    "POST", "/v1beta/models/%s:streamGenerateContent?alt=sse" % MODEL,
+                    body=gen_body())
+                assert st == 200, (engine, st, body)
+                assert len([l for l in body.split(b"\r\n") if l.startswith(b"data: ")]) == 3
+            assert px_.targets == ["127.0.0.1:%d" % relay.port], (engine, px_.targets)
+            assert relay.alpn == ["http/1.1"], (engine, relay.alpn)
+            assert [r["key"] for r in fake.requests()] == [KEYS[0]] * 4
+        finally:
+            relay.close()
+            px_.close()
 
 
 @test()
