@@ -224,6 +224,7 @@ int gkm_cli_keys_check(const struct gkm_config *cfg,
     struct gkm_upstream_opts uo = {
         .connect_timeout_ms = (long)cfg->connect_timeout_ms,
         .idle_timeout_ms = 30000,
+        .keepalive_ms = (long)cfg->upstream_keepalive_ms,
         .proxy = gkm_config_proxy(cfg), /* the same route as the proxy */
         .http2 = cfg->upstream_http2,
         .cainfo = cfg->upstream_ca,

@@ -121,6 +121,11 @@ static const struct option_def options[] = {
      OFF(idle_timeout_ms), "300s", 1000, 86400000LL,
      "Abort an upstream response that sends nothing for this long (there "
      "is no total timeout, so long thinking streams are never cut)."},
+    {"--upstream-keepalive", "GKM_UPSTREAM_KEEPALIVE", "DURATION", T_DURATION,
+     OFF(upstream_keepalive_ms), "118s", 0, 3600000,
+     "How long an idle connection to the upstream may wait to be reused; "
+     "older ones are closed instead (a NAT or load balancer may have "
+     "dropped them silently). 0: a new connection for every request."},
     {"--save-interval", "GKM_SAVE_INTERVAL", "DURATION", T_DURATION,
      OFF(save_interval_ms), "1s", 100, 3600000,
      "Write the usage file at most this often when something changed."},

@@ -51,6 +51,7 @@ struct gkm_config {
     uint64_t client_timeout_ms;
     uint64_t connect_timeout_ms;
     uint64_t idle_timeout_ms;
+    uint64_t upstream_keepalive_ms; /* --upstream-keepalive */
     uint64_t save_interval_ms;
     uint64_t drain_timeout_ms;
     int max_attempts;

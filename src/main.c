@@ -211,6 +211,7 @@ int main(int argc, char **argv)
     struct gkm_upstream_opts uo = {
         .connect_timeout_ms = (long)cfg->connect_timeout_ms,
         .idle_timeout_ms = (long)cfg->idle_timeout_ms,
+        .keepalive_ms = (long)cfg->upstream_keepalive_ms,
         .verbose = 0,
         .proxy = gkm_config_proxy(cfg),
         .http2 = cfg->upstream_http2,

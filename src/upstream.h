@@ -50,6 +50,8 @@ struct gkm_xfer_cbs {
 struct gkm_upstream_opts {
     long connect_timeout_ms;
     long idle_timeout_ms; /* abort when no byte arrives for this long */
+    long keepalive_ms;    /* an idle connection older than this is not
+                             reused (0: none is) */
     int verbose;          /* CURLOPT_VERBOSE (debug only) */
     const char *proxy;    /* CURLOPT_PROXY ("" none) or NULL: libcurl's
                              environment variables; borrowed for the

@@ -463,6 +463,14 @@ struct gkm_xfer *gkm_cx_start(struct gkm_upstream *up, const char *method,
         gkm_up_setup_handle(up, x->easy);
         curl_easy_setopt(x->easy, CURLOPT_HEADERFUNCTION, on_curl_header);
         curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, on_curl_write);
+        /* --upstream-keepalive for libcurl's connection cache (whole
+         * seconds there); 0 forbids reuse. Not on the HTTP/1.1 engine's
+         * handles: a connect-only handle must keep its connection. */
+        if (up->opts.keepalive_ms > 0)
+            curl_easy_setopt(x->easy, CURLOPT_MAXAGE_CONN,
+                             up->opts.keepalive_ms / 1000);
+        else
+            curl_easy_setopt(x->easy, CURLOPT_FORBID_REUSE, 1L);
     } else {
         goto fail;
     }

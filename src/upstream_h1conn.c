@@ -19,7 +19,7 @@
  * its cache never closes it as idle or old under our event.
  *
  * Connections wait in a pool, last used first, at most
- * GKM_UP_MAX_IDLE_CONNS; idle ones are watched for reads, so one the server
+ * GKM_UP_MAX_IDLE_CONNS and for at most --upstream-keepalive; idle ones are watched for reads, so one the server
  * closes is dropped then rather than found dead by the next request.
  */
 #include "upstream_int.h"
@@ -122,7 +122,8 @@ struct h1conn *gkm_h1c_new(struct gkm_upstream *up, const char *key,
 void gkm_h1c_pool(struct h1conn *c)
 {
     struct gkm_upstream *up = c->up;
-    if (up->h1_nidle >= GKM_UP_MAX_IDLE_CONNS || c->ev == NULL) {
+    if (up->h1_nidle >= GKM_UP_MAX_IDLE_CONNS || c->ev == NULL ||
+        up->opts.keepalive_ms <= 0) {
         gkm_h1c_close(c);
         return;
     }
@@ -145,9 +146,10 @@ struct h1conn *gkm_h1c_take(struct gkm_upstream *up, const char *key,
     struct h1conn *c = up->h1_idle, *next;
     for (; c != NULL; c = next) {
         next = c->next;
-        if (now - c->idle_since_ms > GKM_UP_MAX_IDLE_AGE_MS) {
+        if (now - c->idle_since_ms >= up->opts.keepalive_ms) {
             /* A NAT or load balancer may have forgotten it without a
-             * word: not worth a request's wait (libcurl's rule too). */
+             * word: not worth a request's wait (--upstream-keepalive;
+             * libcurl's CURLOPT_MAXAGE_CONN is the same rule). */
             gkm_h1c_close(c);
             continue;
         }

@@ -35,10 +35,9 @@ enum gkm_up_kind {
 /* Easy handles are recycled rather than created per request: creating one
  * costs more than the rest of a small request. */
 #define GKM_UP_IDLE_HANDLES 64
-/* Connections kept open between requests, per engine, and for how long
- * an idle one may be reused (libcurl's CURLOPT_MAXAGE_CONN default). */
+/* Connections kept open between requests, per engine (how long an idle
+ * one may be reused: opts.keepalive_ms, --upstream-keepalive). */
 #define GKM_UP_MAX_IDLE_CONNS 512
-#define GKM_UP_MAX_IDLE_AGE_MS 118000
 #define GKM_UP_MAX_RESPONSE_HEADERS 200
 #define GKM_UP_MAX_HEADER_BYTES (256 * 1024)
 

@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import tempfile
 import threading
+import time
 
 from gkm import KEYS, MODEL, TOKEN, Proxy, assert_no_keys, gen_body, test
 
@@ -356,6 +357,32 @@ def dropped_pooled_connection_retried(fake):
             [(1, 1), (1, 2), (2, 1), (2, 2), (3, 1)], [(r["conn"], r["nth"]) for r in reqs]
         for r in reqs:
             check_request(r, srv.port)
+    finally:
+        srv.close()
+
+
+@test()
+def idle_connections_expire(fake):
+    # --upstream-keepalive: a connection idle for longer is not reused (a
+    # NAT may have dropped it silently); 0 means a new one every time.
+    srv = WireServer(lambda conn, nth, req: (ok_answer(), False))
+    try:
+        for engine, keep, pause, want in (
+                ("1.1", "1s", 1.3, [1, 1, 2]),
+                ("2", "1s", 2.3, [3, 3, 4]),  # libcurl counts whole seconds
+                ("1.1", "0", 0, [5, 6, 7]),
+                ("2", "0", 0, [8, 9, 10])):
+            n0 = len(srv.requests)
+            with Proxy(srv.url, keys=KEYS[:1],
+                       args=["--upstream-http", engine,
+                             "--upstream-keepalive", keep]) as px:
+                for i in range(3):
+                    if i == 2:
+                        time.sleep(pause)
+                    st, _, body = px.generate()
+                    assert st == 200, (engine, keep, st, body)
+            got = [r["conn"] for r in srv.requests[n0:]]
+            assert got == want, (engine, keep, got)
     finally:
         srv.close()
 
