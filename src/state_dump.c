@@ -40,20 +40,24 @@ struct pr {
     int first[MAX_DEPTH]; /* nothing written yet at this depth */
 };
 
+/* Where the text stood: undo() goes back there, out of any '{' or '['
+ * opened since. */
 struct mark {
     size_t len;
+    int depth;
     int first;
 };
 
 static struct mark mark(const struct pr *o)
 {
-    struct mark m = {o->len, o->first[o->depth]};
+    struct mark m = {o->len, o->depth, o->first[o->depth]};
     return m;
 }
 
 static void undo(struct pr *o, struct mark m)
 {
     o->len = m.len;
+    o->depth = m.depth;
     o->first[o->depth] = m.first;
 }
 
@@ -203,22 +207,26 @@ static void keyobj_close(struct keyobj *ko)
         close_(ko->o, '}');
 }
 
+/* Start the member "model": in the key's object, opening that on its
+ * first member. -1 (nothing written, the key's "{" undone too if it was
+ * opened for this member) when model is not valid UTF-8. */
+static int keyobj_member(struct keyobj *ko, const char *model)
+{
+    struct mark m = mark(ko->o);
+    int was_open = ko->open;
+    if (keyobj_open(ko) != 0 || name(ko->o, model) != 0) {
+        undo(ko->o, m);
+        ko->open = was_open;
+        return -1;
+    }
+    return 0;
+}
+
 static void dump_model_count(void *arg, const char *model, uint64_t n)
 {
     struct keyobj *ko = arg;
-    struct pr *o = ko->o;
-    struct mark m = mark(o);
-    int was_open = ko->open;
-    int depth = o->depth;
-    if (keyobj_open(ko) != 0 || name(o, model) != 0) {
-        /* Back to where this member began, the key's "{" too if it was
-         * opened for it. */
-        o->depth = depth;
-        undo(o, m);
-        ko->open = was_open;
-        return;
-    }
-    count(o, n);
+    if (keyobj_member(ko, model) == 0)
+        count(ko->o, n);
 }
 
 /* {"prompt_tokens", "output_tokens", "thinking_tokens", "errors":
@@ -234,15 +242,8 @@ static void dump_stats(void *arg, const char *model,
     if (st->prompt_tokens == 0 && st->output_tokens == 0 &&
         st->thinking_tokens == 0 && !any_err)
         return;
-    struct mark m = mark(o);
-    int was_open = ko->open;
-    int depth = o->depth;
-    if (keyobj_open(ko) != 0 || name(o, model) != 0) {
-        o->depth = depth;
-        undo(o, m);
-        ko->open = was_open;
+    if (keyobj_member(ko, model) != 0)
         return;
-    }
     open_(o, '{');
     if (st->prompt_tokens > 0)
         member_count(o, "prompt_tokens", st->prompt_tokens);
@@ -290,11 +291,10 @@ static void dump_exhausted(void *arg, size_t idx, const char *model,
     (void)until_ms;
     if (model == NULL || r != GKM_BENCH_QUOTA_DAY)
         return;
-    int opened = 0, depth;
+    int opened = 0;
     if (e->idx != idx)
         exh_close(e);
     struct mark m = mark(o);
-    depth = o->depth;
     if (e->idx != idx) {
         if (name(o, gkm_pool_secret(e->pool, idx)) != 0) {
             undo(o, m);
@@ -307,12 +307,7 @@ static void dump_exhausted(void *arg, size_t idx, const char *model,
     next_line(o);
     if (str(o, model, strlen(model)) != 0) {
         /* A key is listed only with a model that can be written. */
-        if (opened) {
-            o->depth = depth;
-            undo(o, m);
-        } else {
-            undo(o, m2);
-        }
+        undo(o, opened ? m : m2);
         return;
     }
     if (opened)
@@ -332,7 +327,6 @@ static void dump_bench(void *arg, size_t idx, const char *model,
     struct benches *bs = arg;
     struct pr *o = bs->o;
     struct mark m = mark(o);
-    int depth = o->depth;
     next_line(o);
     open_(o, '{');
     const char *secret = gkm_pool_secret(bs->pool, idx);
@@ -344,7 +338,6 @@ static void dump_bench(void *arg, size_t idx, const char *model,
     else
         bad |= str(o, model, strlen(model)) != 0;
     if (bad) {
-        o->depth = depth;
         undo(o, m);
         return;
     }
@@ -356,7 +349,6 @@ static void dump_bench(void *arg, size_t idx, const char *model,
     const char *rn = gkm_bench_reason_name(r);
     NAME_LIT(o, "\"reason\": ");
     if (str(o, rn, strlen(rn)) != 0) {
-        o->depth = depth;
         undo(o, m);
         return;
     }
@@ -376,7 +368,6 @@ static void dump_owner(void *arg, const char *nm, size_t len, size_t idx,
     if (idx >= gkm_pool_size(ow->pool))
         return;
     struct mark m = mark(o);
-    int depth = o->depth;
     next_line(o);
     open_(o, '{');
     const char *secret = gkm_pool_secret(ow->pool, idx);
@@ -384,7 +375,6 @@ static void dump_owner(void *arg, const char *nm, size_t len, size_t idx,
     int bad = str(o, nm, len) != 0;
     NAME_LIT(o, "\"key\": ");
     if (bad || str(o, secret, strlen(secret)) != 0) {
-        o->depth = depth;
         undo(o, m);
         return;
     }

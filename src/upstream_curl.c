@@ -68,23 +68,10 @@ static void clear_resp_headers(struct gkm_xfer *x)
     x->nresp = 0;
 }
 
-/* The received headers as an array pointing into x->hb (valid until hb
- * changes). The strings sit in one buffer, not one allocation each. */
 static const struct gkm_header *headers_view(struct gkm_xfer *x)
 {
-    if (x->nresp > x->aresp) {
-        x->aresp = x->nresp;
-        x->resp_hdrs = gkm_xrealloc(x->resp_hdrs,
-                                    x->aresp * sizeof(*x->resp_hdrs));
-    }
-    char *q = x->hb.data;
-    for (size_t i = 0; i < x->nresp; i++) {
-        x->resp_hdrs[i].name = q;
-        q += strlen(q) + 1;
-        x->resp_hdrs[i].value = q;
-        q += strlen(q) + 1;
-    }
-    return x->resp_hdrs;
+    return gkm_up_headers_view(x->hb.data, x->nresp, &x->resp_hdrs,
+                               &x->aresp);
 }
 
 static void xfer_free(struct gkm_xfer *x)

@@ -128,19 +128,8 @@ static void release(struct h1x *x, int keep)
 
 static const struct gkm_header *headers_view(struct h1x *x)
 {
-    if (x->nresp > x->aresp) {
-        x->aresp = x->nresp;
-        x->resp_hdrs = gkm_xrealloc(x->resp_hdrs,
-                                    x->aresp * sizeof(*x->resp_hdrs));
-    }
-    char *q = x->hb.data;
-    for (size_t i = 0; i < x->nresp; i++) {
-        x->resp_hdrs[i].name = q;
-        q += strlen(q) + 1;
-        x->resp_hdrs[i].value = q;
-        q += strlen(q) + 1;
-    }
-    return x->resp_hdrs;
+    return gkm_up_headers_view(x->hb.data, x->nresp, &x->resp_hdrs,
+                               &x->aresp);
 }
 
 /* The end of x: the connection pooled (keep) or closed, on_done called
@@ -234,22 +223,13 @@ static int hcb_value(http_parser *p, const char *at, size_t n)
     return gkm_buf_append(&x->hb, at, n) != 0 ? -1 : 0;
 }
 
-/* The value of the answer's header name (case-insensitive), or NULL. */
-static const char *header(struct h1x *x, const char *name)
+/* Set up inflating when the answer's headers h name a coding. */
+static int start_inflate(struct h1x *x, const struct gkm_header *h)
 {
-    const char *q = x->hb.data;
-    for (size_t i = 0; i < x->nresp; i++) {
-        const char *v = q + strlen(q) + 1;
-        if (strcasecmp(q, name) == 0)
-            return v;
-        q = v + strlen(v) + 1;
-    }
-    return NULL;
-}
-
-static int start_inflate(struct h1x *x)
-{
-    const char *ce = header(x, "content-encoding");
+    const char *ce = NULL;
+    for (size_t i = 0; i < x->nresp && ce == NULL; i++)
+        if (strcasecmp(h[i].name, "content-encoding") == 0)
+            ce = h[i].value;
     if (ce == NULL || ce[0] == '\0' || strcasecmp(ce, "identity") == 0)
         return 0;
     int bits;
@@ -280,14 +260,14 @@ static int hcb_headers_done(http_parser *p)
         return 1; /* a 1xx has no body, whatever Content-Length says */
     }
     x->status = p->status_code;
-    if (start_inflate(x) != 0) {
+    const struct gkm_header *h = headers_view(x);
+    if (start_inflate(x, h) != 0) {
         x->bad_coding = 1;
         return -1;
     }
     x->headers_delivered = 1;
     x->in_cb++;
-    enum gkm_data_rc rc =
-        x->cbs.on_headers(x->arg, x->status, headers_view(x), x->nresp);
+    enum gkm_data_rc rc = x->cbs.on_headers(x->arg, x->status, h, x->nresp);
     x->in_cb--;
     if (x->cancelled || rc == GKM_DATA_ABORT) {
         x->aborted = 1;

@@ -22,9 +22,11 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include "upstream.h"
+#include "util.h"
 
 enum gkm_up_kind {
     GKM_UPK_CURL = 1, /* struct gkm_xfer (upstream.c) */
@@ -92,6 +94,28 @@ size_t gkm_up_target_len(const struct gkm_upstream *up, const char *rest,
                          size_t n);
 char *gkm_up_target_put(const struct gkm_upstream *up, const char *rest,
                         size_t n, char *w);
+/* Answer headers kept as "name\0value\0" n times in data (both engines
+ * keep them so: one buffer, not one allocation per string), as an array
+ * pointing into data (valid until data changes) in *view, grown as needed
+ * (*alloc entries; owned by the caller). Returns *view. */
+static inline const struct gkm_header *
+gkm_up_headers_view(char *data, size_t n, struct gkm_header **view,
+                    size_t *alloc)
+{
+    if (n > *alloc) {
+        *alloc = n;
+        *view = gkm_xrealloc(*view, n * sizeof(**view));
+    }
+    char *q = data;
+    for (size_t i = 0; i < n; i++) {
+        (*view)[i].name = q;
+        q += strlen(q) + 1;
+        (*view)[i].value = q;
+        q += strlen(q) + 1;
+    }
+    return *view;
+}
+
 /* The options every easy handle gets (timeouts, socket callbacks, proxy,
  * verbosity). */
 void gkm_up_setup_handle(struct gkm_upstream *up, CURL *e);
