@@ -29,8 +29,12 @@ freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0
 
 # nginx with one worker in front of the fake, swapping the key header and
 # nothing else; started in the background, its master's pid in NGMASTER
-# and all its pids in NGPIDS (comma-separated).
-bench_nginx() { # fake-port nginx-port key
+# and all its pids in NGPIDS (comma-separated). An empty key swaps no
+# header; listen-options (e.g. "ssl http2") and server-lines (directives
+# for the server block) are optional.
+bench_nginx() { # fake-port nginx-port key [listen-options] [server-lines]
+  local keyline=""
+  [ -n "$3" ] && keyline="proxy_set_header x-goog-api-key \"$3\";"
   cat > "$W/nginx.conf" <<NG
 worker_processes 1;
 daemon off;
@@ -44,13 +48,14 @@ http {
   proxy_temp_path $W/nginx-proxy;
   upstream fake { server 127.0.0.1:$1; keepalive 256; }
   server {
-    listen 127.0.0.1:$2;
+    listen 127.0.0.1:$2 ${4:-};
     client_max_body_size 50m;
+    ${5:-}
     location / {
       proxy_pass http://fake;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-      proxy_set_header x-goog-api-key "$3";
+      $keyline
       proxy_buffering off;
     }
   }

@@ -39,36 +39,10 @@ curl -s -X POST "http://127.0.0.1:$FPORT/_fake/config" \
   -d '{"stream": {"chunks": 10, "chunk_delay_ms": 1000}}' >/dev/null
 
 TPORT=$(freeport)
-cat > "$W/nginx.conf" <<NG
-worker_processes 1;
-daemon off;
-user root;
-pid $W/nginx.pid;
-error_log $W/nginx-error.log warn;
-events { worker_connections 16384; }
-http {
-  access_log off;
-  client_body_temp_path $W/nginx-body;
-  proxy_temp_path $W/nginx-proxy;
-  upstream fake { server 127.0.0.1:$FPORT; keepalive 256; }
-  server {
-    listen 127.0.0.1:$TPORT ssl http2;
-    ssl_certificate $W/cert.pem;
+bench_nginx "$FPORT" "$TPORT" "" "ssl http2" "ssl_certificate $W/cert.pem;
     ssl_certificate_key $W/key.pem;
     keepalive_requests 100000;
-    http2_max_concurrent_streams 1000;
-    location / {
-      proxy_pass http://fake;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-    }
-  }
-}
-NG
-nginx -c "$W/nginx.conf" -p "$W" &
-PIDS+=($!)
-sleep 0.5
+    http2_max_concurrent_streams 1000;"
 
 start() { # name extra-args... -> sets PORT_<name> PID_<name>
   local name=$1; shift

@@ -45,118 +45,11 @@ def pipe(a, b):
                 pass
 
 
-class TlsRelay:
-    """TLS in front of the fake: accepts TLS on a loopback port, relays the
-    plain bytes to the fake. Records each connection's ALPN choice."""
-
-    def __init__(self, target_port, alpn):
-        self.dir = tempfile.mkdtemp(prefix="gkm-tls-")
-        self.cert = os.path.join(self.dir, "cert.pem")
-        key = os.path.join(self.dir, "key.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec",
-                        "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                        "-days", "2", "-subj", "/CN=127.0.0.1",
-                        "-addext", "subjectAltName=IP:127.0.0.1",
-                        "-keyout", key, "-out", self.cert],
-                       check=True, capture_output=True, timeout=30)
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(self.cert, key)
-        self.ctx.set_alpn_protocols(alpn)
-        self.target = target_port
-        self.alpn = []
-        self.handshake_errors = 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
-        try:
-            t = self.ctx.wrap_socket(c, server_side=True)
-        except (ssl.SSLError, OSError):
-            self.handshake_errors += 1
-            c.close()
-            return
-        self.alpn.append(t.selected_alpn_protocol())
-        u = socket.create_connection(("127.0.0.1", self.target))
-        threading.Thread(target=pipe, args=(u, t), daemon=True).start()
-        pipe(t, u)
-
-    def close(self):
-        self.sock.close()
-
-
-class ConnectProxy:
-    """An HTTP proxy that only tunnels (CONNECT host:port), as corporate
-    proxies in front of Google do. Records each CONNECT target."""
+class Listener:
+    """A loopback listening socket whose connections each get a thread
+    running self._serve(conn, n), n counting connections from 1."""
 
     def __init__(self):
-        self.targets = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.url = "http://127.0.0.1:%d" % self.port
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
-        head, rest = read_head(c, b"")
-        if head is None:
-            c.close()
-            return
-        line = head.split(b"\r\n")[0].decode("latin-1").split(" ")
-        if line[0] != "CONNECT":
-            c.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
-            c.close()
-            return
-        self.targets.append(line[1])
-        host, port = line[1].rsplit(":", 1)
-        u = socket.create_connection((host, int(port)))
-        c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        if rest:
-            u.sendall(rest)
-        threading.Thread(target=pipe, args=(u, c), daemon=True).start()
-        pipe(c, u)
-
-    def close(self):
-        self.sock.close()
-
-
-def read_head(conn, buf):
-    while b"\r\n\r\n" not in buf:
-        d = conn.recv(65536)
-        if not d:
-            return None, buf
-        buf += d
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    return head, rest
-
-
-class WireServer:
-    """An upstream written at the byte level. answer(conn_no, nth, req)
-    returns the bytes to send (None: close without answering) and whether
-    to close afterwards. Records every request it reads."""
-
-    def __init__(self, answer):
-        self.answer = answer
-        self.requests = []
         self.conns = 0
         self.lock = threading.Lock()
         self.sock = socket.socket()
@@ -177,6 +70,93 @@ class WireServer:
                 n = self.conns
             threading.Thread(target=self._serve, args=(c, n), daemon=True).start()
 
+    def close(self):
+        self.sock.close()
+
+
+class TlsRelay(Listener):
+    """TLS in front of the fake: accepts TLS on a loopback port, relays the
+    plain bytes to the fake. Records each connection's ALPN choice."""
+
+    def __init__(self, target_port, alpn):
+        self.dir = tempfile.mkdtemp(prefix="gkm-tls-")
+        self.cert = os.path.join(self.dir, "cert.pem")
+        key = os.path.join(self.dir, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec",
+                        "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                        "-days", "2", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", self.cert],
+                       check=True, capture_output=True, timeout=30)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(self.cert, key)
+        self.ctx.set_alpn_protocols(alpn)
+        self.target = target_port
+        self.alpn = []
+        self.handshake_errors = 0
+        super().__init__()
+
+    def _serve(self, c, n):
+        try:
+            t = self.ctx.wrap_socket(c, server_side=True)
+        except (ssl.SSLError, OSError):
+            self.handshake_errors += 1
+            c.close()
+            return
+        self.alpn.append(t.selected_alpn_protocol())
+        u = socket.create_connection(("127.0.0.1", self.target))
+        threading.Thread(target=pipe, args=(u, t), daemon=True).start()
+        pipe(t, u)
+
+
+class ConnectProxy(Listener):
+    """An HTTP proxy that only tunnels (CONNECT host:port), as corporate
+    proxies in front of Google do. Records each CONNECT target."""
+
+    def __init__(self):
+        self.targets = []
+        super().__init__()
+
+    def _serve(self, c, n):
+        head, rest = read_head(c, b"")
+        if head is None:
+            c.close()
+            return
+        line = head.split(b"\r\n")[0].decode("latin-1").split(" ")
+        if line[0] != "CONNECT":
+            c.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+            c.close()
+            return
+        self.targets.append(line[1])
+        host, port = line[1].rsplit(":", 1)
+        u = socket.create_connection((host, int(port)))
+        c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        if rest:
+            u.sendall(rest)
+        threading.Thread(target=pipe, args=(u, c), daemon=True).start()
+        pipe(c, u)
+
+
+def read_head(conn, buf):
+    while b"\r\n\r\n" not in buf:
+        d = conn.recv(65536)
+        if not d:
+            return None, buf
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    return head, rest
+
+
+class WireServer(Listener):
+    """An upstream written at the byte level. answer(conn_no, nth, req)
+    returns the bytes to send (None: close without answering) and whether
+    to close afterwards. Records every request it reads."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.requests = []
+        super().__init__()
+
     def _serve(self, c, conn_no):
         buf = b""
         nth = 0
@@ -192,13 +172,14 @@ class WireServer:
                     k, v = l.split(":", 1)
                     hdrs.setdefault(k.strip().lower(), []).append(v.strip())
                 n = int(hdrs.get("content-length", ["0"])[0])
+                nth += 1
+                req = {"conn": conn_no, "nth": nth, "method": method,
+                       "target": target, "version": version,
+                       "headers": hdrs, "body": None}
                 if hdrs.get("x-case") == ["early"]:
                     # Refuse a large body at once, unread, and close hard.
                     with self.lock:
-                        self.requests.append({"conn": conn_no, "nth": nth + 1,
-                                              "method": method, "target": target,
-                                              "version": version, "headers": hdrs,
-                                              "body": None})
+                        self.requests.append(req)
                     c.sendall(b"HTTP/1.1 413 Payload Too Large\r\n"
                               b"Content-Type: application/json\r\n"
                               b"Connection: close\r\nContent-Length: %d\r\n\r\n"
@@ -209,11 +190,7 @@ class WireServer:
                     if not d:
                         return
                     buf += d
-                body, buf = buf[:n], buf[n:]
-                nth += 1
-                req = {"conn": conn_no, "nth": nth, "method": method,
-                       "target": target, "version": version,
-                       "headers": hdrs, "body": body}
+                req["body"], buf = buf[:n], buf[n:]
                 with self.lock:
                     self.requests.append(req)
                 out, close = self.answer(conn_no, nth, req)
@@ -227,9 +204,6 @@ class WireServer:
             pass
         finally:
             c.close()
-
-    def close(self):
-        self.sock.close()
 
 
 TOO_LARGE = json.dumps({"error": {"code": 413, "status": "FAILED_PRECONDITION",
